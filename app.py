@@ -1,0 +1,97 @@
+"""Side by Side: one Gradio app with a tab per topic, built from the registry in `apps/`.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--device auto|cpu|cuda|mps]
+
+`from app import demo` gives the Blocks app (the Hugging Face Space entry point). Models load lazily
+on first use inside each tab, so building the app is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import socket
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from shared import device  # noqa: E402  (after the analytics default)
+
+SHARE_SERVER = ("api.gradio.app", 443)
+
+
+def build_app():
+    """One `gr.Blocks` with a tab per registered topic."""
+    import gradio as gr
+
+    from apps import TOPICS
+
+    with gr.Blocks(title="Side by Side") as blocks:
+        for topic in TOPICS:
+            with gr.Tab(topic.title, elem_id=topic.element_id):
+                importlib.import_module(topic.tab_module).build_tab()
+    return blocks
+
+
+def __getattr__(name: str):
+    """`from app import demo` builds the app on first access (so `python app.py --bad-flag` answers
+    before the slow imports)."""
+    if name == "demo":
+        globals()["demo"] = build_app()
+        return globals()["demo"]
+    raise AttributeError(f"module 'app' has no attribute {name!r}")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Side by Side: from-scratch models next to their reference implementations.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to serve on (0.0.0.0 for all interfaces)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port to serve on")
+    parser.add_argument("--share", action="store_true", help="also publish a temporary public *.gradio.live link (needs the internet)")
+    parser.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES, help="where the models run")
+    return parser.parse_args(argv)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def share_server_reachable(timeout: float = 2.0) -> bool:
+    try:
+        socket.create_connection(SHARE_SERVER, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    try:
+        chosen = device.configure(arguments.device)
+    except device.DeviceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not 0 < arguments.port < 65536:
+        print(f"error: --port {arguments.port} is not a valid port (1-65535).", file=sys.stderr)
+        return 2
+    if port_in_use(arguments.host, arguments.port):
+        print(f"error: port {arguments.port} on {arguments.host} is already in use; choose another with --port.", file=sys.stderr)
+        return 1
+    share = arguments.share
+    if share and not share_server_reachable():
+        print("--share needs the internet to create a public link and none is reachable; serving locally only.", file=sys.stderr)
+        share = False
+    import gradio as gr
+
+    print(f"Side by Side: models run on {chosen}.")
+    build_app().queue().launch(server_name=arguments.host, server_port=arguments.port, share=share, theme=gr.themes.Soft())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""UI pieces that every tab shares: the ours-vs-reference badges, the "read the code" panel, and the
+translation of our `ValueError`s into messages the user sees (`gr.Error`)."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import gradio as gr
+
+BADGE_STYLE = "display:inline-block;margin:2px 6px 2px 0;padding:2px 10px;border-radius:12px;font-size:0.9em;"
+GOOD, NEUTRAL, BAD = "#d7f5dd", "#e8eaf0", "#f9d9d9"
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """`with stopwatch() as elapsed: ...` then `elapsed[0]` holds the seconds the block took."""
+    elapsed = [0.0]
+    start = time.perf_counter()
+    try:
+        yield elapsed
+    finally:
+        elapsed[0] = time.perf_counter() - start
+
+
+def _badge(text: str, colour: str) -> str:
+    return f'<span style="{BADGE_STYLE}background:{colour}">{html.escape(text)}</span>'
+
+
+def comparison_badges(ours_seconds: float | None = None, reference_seconds: float | None = None, max_abs_diff: float | None = None, tolerance: float | None = None, identical: bool | None = None, identical_label: str = "outputs identical") -> str:
+    """HTML badges: our time, the reference's time, the speed ratio, the max difference against a
+    tolerance, and whether discrete outputs (tokens, indices) are identical."""
+    badges = []
+    if ours_seconds is not None:
+        badges.append(_badge(f"ours {ours_seconds * 1000:.0f} ms", NEUTRAL))
+    if reference_seconds is not None:
+        badges.append(_badge(f"reference {reference_seconds * 1000:.0f} ms", NEUTRAL))
+    if ours_seconds and reference_seconds:
+        ratio = reference_seconds / ours_seconds
+        badges.append(_badge(f"ours is {ratio:.2f}x the reference's speed", GOOD if ratio >= 1 else BAD))
+    if max_abs_diff is not None:
+        within = tolerance is None or max_abs_diff <= tolerance
+        limit = f" (tolerance {tolerance:.0e})" if tolerance is not None else ""
+        badges.append(_badge(f"max |difference| {max_abs_diff:.2e}{limit}", GOOD if within else BAD))
+    if identical is not None:
+        badges.append(_badge(identical_label if identical else identical_label.replace("identical", "differ"), GOOD if identical else BAD))
+    return "<div>" + "".join(badges) + "</div>"
+
+
+def source_of(*functions: Callable) -> str:
+    """The source code of the functions and classes that produced a result, one after the other."""
+    return "\n\n".join(inspect.getsource(function) for function in functions)
+
+
+def code_panel(*functions: Callable, label: str = "Read the code that just ran") -> gr.Code:
+    """An accordion with the source of `functions` (updated by a handler returning `source_of(...)`)."""
+    with gr.Accordion(label, open=False):
+        return gr.Code(source_of(*functions) if functions else "", language="python", label="source", interactive=False)
+
+
+def user_errors(function: Callable) -> Callable:
+    """Turn the `ValueError`s our code raises for bad input into `gr.Error` messages for the user.
+
+    Works for plain functions and generators (streaming handlers)."""
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from function(*args, **kwargs)
+            except ValueError as error:
+                raise gr.Error(str(error)) from error
+
+        return generator_wrapper
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ValueError as error:
+            raise gr.Error(str(error)) from error
+
+    return wrapper
