@@ -17,4 +17,5 @@ class Topic:
 
 TOPICS = (
     Topic("About", "apps.about.tab"),
+    Topic("Text generation", "apps.textgen.tab"),
 )

@@ -85,3 +85,15 @@ def user_errors(function: Callable) -> Callable:
             raise gr.Error(str(error)) from error
 
     return wrapper
+
+
+class Slider(gr.Slider):
+    """A `gr.Slider` that answers an empty value (possible through the API) with a clear message;
+    Gradio's own slider fails on None with its generic "upstream app raised an exception"."""
+
+    is_template = True  # rendered by the front end as a plain slider
+
+    def preprocess(self, payload):
+        if payload is None:
+            raise gr.Error(f"'{self.label}' is empty: give a number from {self.minimum} to {self.maximum}.")
+        return super().preprocess(payload)

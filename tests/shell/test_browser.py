@@ -23,7 +23,8 @@ def page(served_app):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(served_app, wait_until="networkidle")
+        page.goto(served_app, wait_until="load")
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=60_000)
         yield page
         browser.close()
 
@@ -35,5 +36,4 @@ def test_tab_main_button_gives_a_real_output(page, topic):
     panel = page.locator(f"#{topic.element_id}")
     panel.get_by_role("button", name=check["button"], exact=True).click()
     panel.get_by_text(check["expect_text"]).first.wait_for(state="visible", timeout=check.get("timeout_ms", 60_000))
-    page.wait_for_load_state("networkidle")
     assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
