@@ -8,6 +8,7 @@ import gradio as gr
 from apps.textgen import side_by_side as sbs
 from apps.textgen.baselines import KneserNeyNGram, LSTMLanguageModel
 from apps.textgen.model import GPT, sample_next_token
+from shared.device import gpu_task
 from shared.ui import Slider, code_panel, comparison_badges, source_of, user_errors
 
 GPT_CHOICE, LSTM_CHOICE, NGRAM_CHOICE = "GPT (ours) vs transformers GPT-2", "LSTM (ours)", "Kneser-Ney n-gram (ours)"
@@ -70,6 +71,7 @@ def load_gpt(name: str, progress=gr.Progress()):
     return name, f"Using **{name}**: {parameters / 1e6:.1f} M parameters, context {models.gpt.config.block_size}, vocabulary {models.gpt.config.vocab_size:,}."
 
 
+@gpu_task  # outermost: on a ZeroGPU Space the whole request holds the GPU
 @user_errors
 def generate(prompt, model_choice, max_new_tokens, temperature, top_k, top_p, seed, gpt_name):
     """Stream ours, then run the reference on the same weights; yields the 7 outputs of the tab."""

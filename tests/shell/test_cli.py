@@ -82,8 +82,8 @@ runpy.run_path("app.py", run_name="__main__")
 """
 
 
-def start_offline_app(*arguments: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", OFFLINE_APP, *arguments], cwd=ROOT, env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_offline_app(*arguments: str, environment: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", OFFLINE_APP, *arguments], cwd=ROOT, env=environment or ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_start_up_serves_without_reaching_the_network():
@@ -95,6 +95,19 @@ def test_start_up_serves_without_reaching_the_network():
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "NETWORK" not in stderr, stderr
+
+
+def test_start_up_without_the_offline_variables_does_not_hang():
+    """No GRADIO_ANALYTICS_ENABLED / HF_HUB_OFFLINE at all: whatever is tried is refused, and the page
+    still answers promptly."""
+    bare = {key: value for key, value in os.environ.items() if not key.startswith(("GRADIO_", "HF_HUB_"))}
+    port = free_port()
+    process = start_offline_app("--port", str(port), environment=bare)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", process, seconds=30)
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
 
 
 def test_share_without_internet_serves_locally_with_a_one_line_note():
