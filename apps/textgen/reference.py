@@ -42,7 +42,7 @@ def gpt_config_to_hf(config: GPTConfig) -> GPT2Config:
         activation_function="gelu_new",  # GELU, tanh approximation
         resid_pdrop=config.dropout,
         embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
+        attn_pdrop=0.0,  # our model drops no attention weights (see CausalSelfAttention)
         layer_norm_epsilon=config.layer_norm_epsilon,
         # GPT-2's <|endoftext|> is its last token: say so for any vocabulary size (the default, 50256,
         # would point outside a small vocabulary).

@@ -167,7 +167,7 @@ def test_configs_round_trip():
     hf_config = gpt_config_to_hf(config)
     assert hf_config.bos_token_id == hf_config.eos_token_id == 96
     assert hf_config.activation_function == "gelu_new" and hf_config.n_positions == 64
-    assert hf_config.attn_pdrop == hf_config.resid_pdrop == hf_config.embd_pdrop == 0.1
+    assert hf_config.resid_pdrop == hf_config.embd_pdrop == 0.1 and hf_config.attn_pdrop == 0.0
     assert gpt_config_from_hf(hf_config) == config
     with pytest.raises(ValueError, match="learned position"):
         gpt_config_to_hf(GPTConfig(vocab_size=97, block_size=64, n_layer=1, n_head=2, n_embd=16,
