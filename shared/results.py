@@ -50,8 +50,9 @@ def summary_table(results: list[dict]) -> str:
     return markdown_table([column.capitalize() for column in SUMMARY_COLUMNS], rows)
 
 
-def details_markdown(results: list[dict]) -> str:
-    """Each topic's detail tables under a heading, with where and when they were measured."""
+def details_markdown(results: list[dict], with_images: bool = True) -> str:
+    """Each topic's detail tables under a heading, with where and when they were measured; images
+    (repository-relative links) only where they resolve, as in the README."""
     parts = []
     for result in results:
         machine = result.get("machine", {})
@@ -59,7 +60,8 @@ def details_markdown(results: list[dict]) -> str:
         parts.append(f"#### {result['title']}\n\nMeasured {result.get('date', '?')} on {where}.")
         for table in result.get("tables", []):
             parts.append(f"**{table['title']}**\n\n" + markdown_table(table["columns"], table["rows"]))
-        parts += [f"![{image['caption']}]({image['path']})" for image in result.get("images", [])]
+        if with_images:
+            parts += [f"![{image['caption']}]({image['path']})" for image in result.get("images", [])]
     return "\n\n".join(parts)
 
 

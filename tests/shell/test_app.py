@@ -43,3 +43,4 @@ def test_about_shows_environment_and_generated_table(client):
     environment, comparison = client.predict(api_name="/about_refresh")
     assert "torch" in environment and "device" in environment
     assert comparison.startswith("## Ours vs reference")
+    assert "![" not in comparison  # repository-relative images would be broken links in the app
