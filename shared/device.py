@@ -58,11 +58,6 @@ def current_device() -> torch.device:
     return _selected if _selected is not None else pick_device("auto")
 
 
-def default_dtype(device: torch.device | None = None) -> torch.dtype:
-    """fp32 everywhere: parity with the references is checked in fp32 and CPUs gain little from fp16."""
-    return torch.float32
-
-
 def gpu_task(function: Callable | None = None, *, duration: int = 60) -> Callable:
     """Mark a function that does GPU work. On a ZeroGPU Space (`spaces` importable) this requests a
     GPU for the call; elsewhere it is a no-op. Usable as `@gpu_task` or `@gpu_task(duration=120)`."""

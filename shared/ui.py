@@ -6,25 +6,12 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import gradio as gr
 
 BADGE_STYLE = "display:inline-block;margin:2px 6px 2px 0;padding:2px 10px;border-radius:12px;font-size:0.9em;"
 GOOD, NEUTRAL, BAD = "#d7f5dd", "#e8eaf0", "#f9d9d9"
-
-
-@contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """`with stopwatch() as elapsed: ...` then `elapsed[0]` holds the seconds the block took."""
-    elapsed = [0.0]
-    start = time.perf_counter()
-    try:
-        yield elapsed
-    finally:
-        elapsed[0] = time.perf_counter() - start
 
 
 def _badge(text: str, colour: str) -> str:
