@@ -18,4 +18,5 @@ class Topic:
 TOPICS = (
     Topic("About", "apps.about.tab"),
     Topic("Text generation", "apps.textgen.tab"),
+    Topic("word2vec", "apps.word2vec.tab"),
 )

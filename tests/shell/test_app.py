@@ -16,8 +16,9 @@ def test_app_serves_the_page(served_app):
 def test_every_registered_topic_has_a_tab(served_app):
     from app import demo
 
-    tab_labels = [block.label for block in demo.blocks.values() if type(block).__name__ == "Tab"]
-    assert tab_labels == [topic.title for topic in TOPICS]
+    topic_tabs = [block for block in demo.blocks.values() if type(block).__name__ == "Tab" and (block.elem_id or "").startswith("tab-")]
+    assert [tab.label for tab in topic_tabs] == [topic.title for topic in TOPICS]  # topics may nest their own sub-tabs
+    assert [tab.elem_id for tab in topic_tabs] == [topic.element_id for topic in TOPICS]
 
 
 def test_every_event_has_an_api_name_and_an_example(served_app):
