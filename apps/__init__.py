@@ -19,4 +19,5 @@ TOPICS = (
     Topic("About", "apps.about.tab"),
     Topic("Text generation", "apps.textgen.tab"),
     Topic("word2vec", "apps.word2vec.tab"),
+    Topic("Boosting", "apps.boosting.tab"),
 )
