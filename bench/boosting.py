@@ -17,7 +17,7 @@ import numpy as np
 from sklearn import ensemble as sk_ensemble
 from sklearn.datasets import make_classification
 from sklearn.metrics import accuracy_score, mean_squared_error
-from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 from sklearn.tree import DecisionTreeClassifier as SkDecisionTreeClassifier
 
 from apps.boosting import model as ours

@@ -36,11 +36,9 @@ def one_run(documents, config: Word2VecConfig) -> dict[str, dict]:
 
 
 def mean_and_spread(values: list[float], percent: bool = False) -> str:
-    scale, unit = (100, "%") if percent else (1, "")
-    if len(values) == 1:
-        return f"{values[0] * scale:.3f}{unit}" if not percent else f"{values[0] * scale:.1f}{unit}"
-    digits = 1 if percent else 3
-    return f"{statistics.mean(values) * scale:.{digits}f}{unit} ± {statistics.stdev(values) * scale:.{digits}f}"
+    scale, unit, digits = (100, "%", 1) if percent else (1, "", 3)
+    mean = f"{statistics.mean(values) * scale:.{digits}f}{unit}"
+    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def run() -> dict:
@@ -55,13 +53,13 @@ def run() -> dict:
         runs = [one_run(documents, replace(config, seed=seed)) for seed in seeds]
         differences = {}
         for key, label in MEASURES.items():
-            ours = [run_[("ours")][key] for run_ in runs]
-            theirs = [run_["gensim"][key] for run_ in runs]
+            ours = [seed_run["ours"][key] for seed_run in runs]
+            theirs = [seed_run["gensim"][key] for seed_run in runs]
             differences[key] = statistics.mean(ours) - statistics.mean(theirs)
             percent = key == "analogy_accuracy"
             quality_rows.append([name, label, mean_and_spread(ours, percent), mean_and_spread(theirs, percent), f"{differences[key] * (100 if percent else 1):+.{1 if percent else 3}f}{' points' if percent else ''}"])
-        ours_speed = statistics.median(run_["ours"]["words_per_second"] for run_ in runs)
-        gensim_speed = statistics.median(run_["gensim"]["words_per_second"] for run_ in runs)
+        ours_speed = statistics.median(seed_run["ours"]["words_per_second"] for seed_run in runs)
+        gensim_speed = statistics.median(seed_run["gensim"]["words_per_second"] for seed_run in runs)
         speed_rows.append([name, f"{ours_speed:,.0f}", f"{gensim_speed:,.0f}", f"{ours_speed / gensim_speed:.2f}x"])
         within = all(abs(differences[key]) <= PARITY_TOLERANCE for key in ("wordsim353_spearman", "simlex999_spearman"))
         if "negative" in name:

@@ -38,6 +38,22 @@ def comparison_badges(ours_seconds: float | None = None, reference_seconds: floa
     return "<div>" + "".join(badges) + "</div>"
 
 
+def notes_markdown(notes: list[str]) -> str:
+    """Notes for the user (what was adjusted, what was assumed) as a Markdown list."""
+    return "\n".join(f"- {note}" for note in notes)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: figures are drawn off-screen for gr.Plot. Imported on
+    first use, so building the app does not pay for matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def source_of(*functions: Callable) -> str:
     """The source code of the functions and classes that produced a result, one after the other."""
     return "\n\n".join(inspect.getsource(function) for function in functions)

@@ -16,7 +16,6 @@ to do about it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from apps.boosting.hist import HistBoostingClassifier, HistBoostingRegressor
-from apps.boosting.tree import Tree, grow_cart
+from apps.boosting.tree import Tree, grow_cart, presort, sorted_subset
 
 __all__ = [
     "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier", "RandomForestRegressor", "AdaBoostClassifier",
@@ -83,8 +83,8 @@ def normalized(values: np.ndarray) -> np.ndarray:
 
 
 class _CART(BaseEstimator):
-    def _grow(self, X, statistics, criterion, rng) -> Tree:
-        return grow_cart(X, statistics, criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, resolve_max_features(self.max_features, X.shape[1]), rng)
+    def _grow(self, X, statistics, criterion, rng, sorted_rows=None) -> Tree:
+        return grow_cart(X, statistics, criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, resolve_max_features(self.max_features, X.shape[1]), rng, sorted_rows)
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -99,7 +99,8 @@ class DecisionTreeClassifier(ClassifierMixin, _CART):
     def __init__(self, criterion="gini", max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features=None, random_state=None):
         self.criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.random_state = criterion, max_depth, min_samples_split, min_samples_leaf, max_features, random_state
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, sorted_rows=None):
+        """`sorted_rows`: `presort(X)`, from a caller that fits many trees on the same X."""
         if self.criterion not in ("gini", "entropy"):
             raise ValueError(f"Unknown criterion {self.criterion!r} for classification; choose gini or entropy.")
         X = check_features(X)
@@ -108,7 +109,7 @@ class DecisionTreeClassifier(ClassifierMixin, _CART):
         statistics = np.zeros((len(X), len(self.classes_)))
         statistics[np.arange(len(X)), encoded] = weight  # weighted one-hot
         self.n_features_in_ = X.shape[1]
-        self.tree_ = self._grow(X, statistics, self.criterion, np.random.default_rng(self.random_state))
+        self.tree_ = self._grow(X, statistics, self.criterion, np.random.default_rng(self.random_state), sorted_rows)
         return self
 
     def predict_proba(self, X):
@@ -143,11 +144,12 @@ class _Forest(BaseEstimator):
     def _fit_trees(self, X, make_statistics, criterion):
         rng = np.random.default_rng(self.random_state)
         max_features = resolve_max_features(self.max_features, X.shape[1])
+        sorted_rows = presort(X)  # every tree sees all rows (a bootstrap only reweighs them)
         self.trees_ = []
         for _ in range(self.n_estimators):
             # Bootstrap as sample weights: a row drawn k times weighs k, an undrawn row 0.
             weight = np.bincount(rng.integers(0, len(X), len(X)), minlength=len(X)).astype(np.float64) if self.bootstrap else np.ones(len(X))
-            self.trees_.append(grow_cart(X, make_statistics(weight), criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng))
+            self.trees_.append(grow_cart(X, make_statistics(weight), criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng, sorted_rows))
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -229,9 +231,10 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, encoded = encode_classes(check_target(X, y))
         n_classes = len(self.classes_)
         weight = np.full(len(X), 1 / len(X))
+        sorted_rows = presort(X)  # every round refits the same X, only the weights change
         self.estimators_, self.estimator_weights_, self.estimator_errors_ = [], [], []
         for _ in range(self.n_estimators):
-            tree = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.random_state).fit(X, encoded, sample_weight=weight)
+            tree = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.random_state).fit(X, encoded, sample_weight=weight, sorted_rows=sorted_rows)
             wrong = tree.predict(X) != encoded
             error = weight[wrong].sum() / weight.sum()
             if error <= 0:  # a perfect tree: it decides alone
@@ -332,15 +335,22 @@ class _GradientBoosting(BaseEstimator):
         self.trees_, self.train_score_, self.validation_score_ = [], [], []
         max_features = resolve_max_features(self.max_features, X.shape[1])
         best_loss, rounds_without_gain = np.inf, 0
+        presorted = presort(X_fit)  # sorted once; every stage's trees grow on (a sample of) these rows
         for _ in range(self.n_estimators):
-            rows = np.sort(rng.permutation(len(X_fit))[: max(1, int(self.subsample * len(X_fit)))]) if self.subsample < 1 else np.arange(len(X_fit))
+            if self.subsample < 1:  # stochastic gradient boosting: each stage sees a random sample
+                rows = np.sort(rng.permutation(len(X_fit))[: max(1, int(self.subsample * len(X_fit)))])
+                in_sample = np.zeros(len(X_fit), dtype=bool)
+                in_sample[rows] = True
+                sorted_rows = sorted_subset(presorted, in_sample)
+            else:
+                rows, sorted_rows = np.arange(len(X_fit)), presorted
             residual = self._negative_gradient(y_fit, raw)  # (n, raw_columns)
             stage = []
             for column in range(raw_columns):
                 # Fit a regression tree to the negative gradient (step 4), then set each leaf by
                 # the line search of its loss (step 5), shrunk by the learning rate (Friedman's nu).
-                target = residual[rows, column]
-                tree = grow_cart(X_fit[rows], np.stack([np.ones(len(rows)), target, target * target], 1), "squared_error", self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng)
+                target = residual[:, column]  # rows outside the sample are never read
+                tree = grow_cart(X_fit, np.stack([np.ones(len(X_fit)), target, target * target], 1), "squared_error", self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng, sorted_rows)
                 leaves = tree.apply(X_fit[rows])
                 for leaf in np.nonzero(tree.is_leaf)[0]:
                     in_leaf = rows[leaves == leaf]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn import ensemble as sk_ensemble
@@ -220,7 +220,7 @@ def boundary(table: Table, settings: Settings, first_feature: str, second_featur
     if first_feature == second_feature:
         raise ValueError("Choose two different features for the decision boundary.")
     columns = [names.index(first_feature), names.index(second_feature)]
-    reduced = Table(**{**table.__dict__, "X": table.X[:, columns], "feature_names": [first_feature, second_feature], "categorical": [table.categorical[c] for c in columns]})
+    reduced = replace(table, X=table.X[:, columns], feature_names=[first_feature, second_feature], categorical=[table.categorical[c] for c in columns])
     settings.check(table.task)
     X_train, X_test, y_train, y_test = train_test(reduced, seed=0)
     X_train, y_train = limit_rows(X_train, y_train, MAX_TRAIN_ROWS[settings.algorithm], settings.seed, [])

@@ -4,6 +4,9 @@ tree and a 2-D decision boundary. UI only: the work is in side_by_side.py."""
 
 from __future__ import annotations
 
+import functools
+import os
+
 import gradio as gr
 import numpy as np
 import pandas as pd
@@ -12,7 +15,7 @@ from apps.boosting import data
 from apps.boosting import side_by_side as sbs
 from apps.boosting.model import AdaBoostClassifier, GradientBoostingClassifier, HistBoostingClassifier, RandomForestClassifier
 from apps.boosting.tree import best_split
-from shared.ui import Slider, code_panel, source_of, user_errors
+from shared.ui import Slider, code_panel, pyplot, source_of, user_errors
 
 INTRODUCTION = """
 ## Boosting and forests: our trees beside scikit-learn, XGBoost and LightGBM
@@ -29,20 +32,18 @@ CODE_SHOWN = {
 }
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+@functools.lru_cache(maxsize=4)
+def uploaded_table(path: str, target: str | None, modified: float | None) -> data.Table:
+    """An uploaded CSV, parsed once for the events that follow (choosing the target, training, the
+    boundary); a file changed on disk is parsed again."""
+    return data.table_from_csv(path, target)
 
 
 def load(choice: str, csv_file, target: str | None) -> data.Table:
     if choice == UPLOAD:
         if csv_file is None:
             raise ValueError("Upload a CSV file first (or pick a bundled table).")
-        return data.table_from_csv(csv_file, target)
+        return uploaded_table(csv_file, target, os.path.getmtime(csv_file) if os.path.exists(csv_file) else None)
     if choice not in data.TABLES:
         raise ValueError(f"Unknown table {choice!r}; choose one of: {', '.join(data.TABLES)}.")
     return data.load_table(choice)
@@ -72,7 +73,7 @@ def describe_upload(csv_file):
 def describe_target(choice, csv_file, target):
     if choice != UPLOAD or not target:
         return gr.update(), gr.update(), ""
-    table = data.table_from_csv(csv_file, target)
+    table = load(UPLOAD, csv_file, target)
     return (*feature_choices(table), table_summary(table))
 
 

@@ -172,14 +172,26 @@ def best_split(X: np.ndarray, statistics: np.ndarray, sorted_rows: np.ndarray, f
     return float(gain[candidate, p]), int(features[candidate]), float(threshold)
 
 
-def grow_cart(X: np.ndarray, statistics: np.ndarray, criterion: str, max_depth: int | None, min_samples_split: int, min_samples_leaf: int, max_features: int, rng: np.random.Generator) -> Tree:
+def presort(X: np.ndarray) -> np.ndarray:
+    """(d, n): the rows of X in increasing order of each feature (stable: equal values keep row order)."""
+    return np.argsort(X, axis=0, kind="stable").T.copy()
+
+
+def sorted_subset(sorted_rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The rows where `keep` (a mask over all rows) is True, still in each feature's order."""
+    return sorted_rows[keep[sorted_rows]].reshape(len(sorted_rows), -1)
+
+
+def grow_cart(X: np.ndarray, statistics: np.ndarray, criterion: str, max_depth: int | None, min_samples_split: int, min_samples_leaf: int, max_features: int, rng: np.random.Generator, sorted_rows: np.ndarray | None = None) -> Tree:
     """Grow a CART tree depth-first (left child first) from per-sample statistics (n, m): weighted
     one-hot classes for classification, (w, w*y, w*y^2) for regression. At each node `max_features`
     features are drawn without replacement (all of them for a plain tree; fewer in a random forest).
     Samples with zero weight (out of a bootstrap) carry no statistics but still count as samples.
 
     Every feature is sorted once, at the root; a split then keeps each child's rows in sorted order
-    by filtering the parent's lists, so no node sorts again."""
+    by filtering the parent's lists, so no node sorts again. An ensemble that grows many trees on the
+    same X sorts it once and passes `sorted_rows` (`presort(X)`, or its `sorted_subset` for a sample
+    of the rows: the tree is then grown on those rows only)."""
     builder = TreeBuilder()
     n_samples, n_features = X.shape
     depth_limit = np.inf if max_depth is None else max_depth
@@ -206,5 +218,5 @@ def grow_cart(X: np.ndarray, statistics: np.ndarray, criterion: str, max_depth: 
         builder.split(node, feature, threshold, left, right, gain)
         return node
 
-    grow(np.argsort(X, axis=0, kind="stable").T.copy(), 0)
+    grow(presort(X) if sorted_rows is None else sorted_rows, 0)
     return builder.build()

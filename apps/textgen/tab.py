@@ -9,7 +9,7 @@ from apps.textgen import side_by_side as sbs
 from apps.textgen.baselines import KneserNeyNGram, LSTMLanguageModel
 from apps.textgen.model import GPT, sample_next_token
 from shared.device import gpu_task
-from shared.ui import Slider, code_panel, comparison_badges, source_of, user_errors
+from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
 GPT_CHOICE, LSTM_CHOICE, NGRAM_CHOICE = "GPT (ours) vs transformers GPT-2", "LSTM (ours)", "Kneser-Ney n-gram (ours)"
 MODEL_KINDS = {GPT_CHOICE: "gpt", LSTM_CHOICE: "lstm", NGRAM_CHOICE: "ngram"}
@@ -28,10 +28,7 @@ Temperature 0 is greedy decoding; with sampling, both sides draw from the same s
 
 def probability_figure(rows: list[tuple[str, int, str, float]]):
     """Horizontal bars of the top next-token probabilities (ours, and the reference's when given)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tokens = list(dict.fromkeys((piece, token_id) for piece, token_id, _, _ in rows))
     implementations = list(dict.fromkeys(implementation for _, _, implementation, _ in rows))
@@ -55,10 +52,6 @@ def probability_figure(rows: list[tuple[str, int, str, float]]):
 def highlighted_pieces(models: sbs.TextModels, ids: list[int]) -> list[tuple[str, str]]:
     """(piece, "#id") pairs for gr.HighlightedText; newlines shown as ↵ so every piece is visible."""
     return [(piece.replace("\n", "↵"), f"#{token_id}") for piece, token_id in zip(models.pieces(ids), ids)]
-
-
-def notes_markdown(notes: list[str]) -> str:
-    return "\n".join(f"- {note}" for note in notes)
 
 
 @user_errors

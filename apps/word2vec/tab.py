@@ -9,7 +9,7 @@ import pandas as pd
 from apps.word2vec import side_by_side as sbs
 from apps.word2vec.model import Word2Vec
 from apps.word2vec.vectors import WordVectors
-from shared.ui import Slider, code_panel, comparison_badges, source_of, user_errors
+from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
 INTRODUCTION = """
 ## word2vec: our skip-gram and CBOW beside gensim
@@ -31,10 +31,6 @@ def neighbour_table(rows: list[tuple[str, float]]) -> pd.DataFrame:
     return pd.DataFrame({"word": [word for word, _ in rows], "cosine": [round(score, 3) for word, score in rows]})
 
 
-def notes_markdown(notes: list[str]) -> str:
-    return "\n".join(f"- {note}" for note in notes)
-
-
 def shared_badge(ours: list[tuple[str, float]], theirs: list[tuple[str, float]], ours_seconds: float, gensim_seconds: float) -> str:
     shared = len({word for word, _ in ours} & {word for word, _ in theirs})
     return comparison_badges(ours_seconds, gensim_seconds) + f"<div>{shared} of {len(ours)} words appear in both lists.</div>"
@@ -54,10 +50,7 @@ def solve_analogy(architecture, a, b, c):
 
 
 def map_figure(words: list[str], ours, theirs, method: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 5))
     for axis, points, title in ((axes[0], ours, "ours"), (axes[1], theirs, "gensim")):
@@ -80,10 +73,7 @@ def draw_map(architecture, text, method, progress=gr.Progress()):
 
 
 def evaluation_figure(rows):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [name.replace("Analogy: ", "").replace(" Spearman", "\nSpearman") for name, *_ in rows]
     positions = range(len(rows))

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.boosting import data
 from apps.boosting.data import (
     TABLES,
     Table,

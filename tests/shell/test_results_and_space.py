@@ -1,12 +1,9 @@
 """Benchmark tables are generated from the result files; the Space upload holds what the app needs."""
 
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from shared import results, space
 
