@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,31 +27,11 @@ from apps.textgen.evaluate import gpt_total_nll
 from apps.textgen.model import GPT, GPTConfig
 from apps.textgen.tokenizer import BPETokenizer
 from shared.checkpoint import save_model
+from shared.training import OptimizerRecipe, decay_and_no_decay
 from shared.data import wiki_text_split
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "textgen"
 TRAIN_COMMAND = "python -m apps.textgen.train"
-
-
-@dataclass
-class OptimizerRecipe:
-    """AdamW with warmup then cosine decay (the calibration note's recipe)."""
-
-    steps: int
-    batch_size: int
-    learning_rate: float
-    warmup_steps: int
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    min_lr_fraction: float = 0.1
-
-    def learning_rate_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return self.learning_rate * (self.min_lr_fraction + (1 - self.min_lr_fraction) * cosine)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,15 +59,6 @@ def random_windows(tokens: torch.Tensor, batch_size: int, length: int, generator
     starts = torch.randint(len(tokens) - length - 1, (batch_size,), generator=generator)
     windows = torch.stack([tokens[s : s + length + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
-
-
-def decay_and_no_decay(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only; biases, LayerNorm gains and the like are left alone."""
-    parameters = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # tied weights once
-    return [
-        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0},
-    ]
 
 
 def train_language_model(name: str, model: torch.nn.Module, recipe: OptimizerRecipe, train_tokens: torch.Tensor, validation_tokens: torch.Tensor, block_size: int, accelerator, seed: int) -> list[dict]:

@@ -9,6 +9,7 @@ from apps.textgen.baselines import LSTMConfig, LSTMLanguageModel
 from apps.textgen.model import GPT, GPTConfig
 from apps.textgen.tokenizer import BPETokenizer
 from shared.checkpoint import load_model
+from shared.training import OptimizerRecipe, decay_and_no_decay
 
 
 def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
@@ -35,7 +36,7 @@ def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
 
 
 def test_learning_rate_warms_up_then_decays():
-    recipe = train.OptimizerRecipe(steps=100, batch_size=1, learning_rate=1.0, warmup_steps=10)
+    recipe = OptimizerRecipe(steps=100, batch_size=1, learning_rate=1.0, warmup_steps=10)
     rates = [recipe.learning_rate_at(step) for step in range(100)]
     assert rates[0] == 0.1 and rates[9] == 1.0
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
@@ -44,6 +45,6 @@ def test_learning_rate_warms_up_then_decays():
 
 def test_weight_decay_only_on_matrices():
     model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=1, n_embd=4))
-    decayed, plain = train.decay_and_no_decay(model, 0.1)
+    decayed, plain = decay_and_no_decay(model, 0.1)
     assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() < 2 for p in plain["params"])
     assert len(decayed["params"]) + len(plain["params"]) == len({id(p) for p in model.parameters()})

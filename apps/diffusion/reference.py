@@ -1,0 +1,160 @@
+"""
+The bridge between our UNet and noise schedule (model.py) and diffusers' `UNet2DModel`,
+`DDPMScheduler` and `DDIMScheduler`: configs and weights, both ways.
+
+Our modules carry diffusers' parameter names (conv_in, time_embedding.linear_1, down_blocks.0.resnets.0.conv1,
+..., to_out.0, conv_out), so weights copy by name with no reshaping. What must be checked is the
+config: UNet2DModel has options our UNet does not build (Fourier time embeddings, skip blocks, class
+labels); those are refused with a clear message rather than loaded wrongly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+from apps.diffusion.model import ScheduleConfig, UNet, UNetConfig
+from shared.checkpoint import resolve_folder
+
+# UNet2DModel options -> the value our UNet implements (anything else is refused).
+FIXED_OPTIONS = {
+    "time_embedding_type": "positional",
+    "act_fn": "silu",
+    "mid_block_type": "UNetMidBlock2D",
+    "add_attention": True,
+    "downsample_type": "conv",
+    "upsample_type": "conv",
+    "class_embed_type": None,
+    "num_class_embeds": None,
+    "time_embedding_dim": None,
+}
+DIFFUSERS_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+def unet_config_from_diffusers(hf_config) -> UNetConfig:
+    """UNet2DModel's config -> ours; ValueError for the options our UNet does not build."""
+    unsupported = [f"{name}={hf_config.get(name)!r}" for name, value in FIXED_OPTIONS.items() if hf_config.get(name, value) != value]
+    if hf_config.get("attn_norm_num_groups") is not None:
+        unsupported.append(f"attn_norm_num_groups={hf_config['attn_norm_num_groups']}")
+    if hf_config.get("resnet_time_scale_shift", "default") not in ("default", "scale_shift"):
+        unsupported.append(f"resnet_time_scale_shift={hf_config['resnet_time_scale_shift']!r}")
+    if unsupported:
+        raise ValueError("this UNet2DModel uses options our UNet does not implement: " + ", ".join(unsupported))
+    sample_size = hf_config["sample_size"]
+    return UNetConfig(
+        sample_size=sample_size if isinstance(sample_size, int) else sample_size[0],
+        in_channels=hf_config["in_channels"],
+        out_channels=hf_config["out_channels"],
+        block_out_channels=hf_config["block_out_channels"],
+        down_block_types=hf_config["down_block_types"],
+        up_block_types=hf_config["up_block_types"],
+        layers_per_block=hf_config["layers_per_block"],
+        attention_head_dim=hf_config["attention_head_dim"],
+        norm_num_groups=hf_config["norm_num_groups"],
+        norm_eps=hf_config["norm_eps"],
+        dropout=hf_config.get("dropout", 0.0),
+        flip_sin_to_cos=hf_config["flip_sin_to_cos"],
+        freq_shift=hf_config["freq_shift"],
+        downsample_padding=hf_config["downsample_padding"],
+        time_scale_shift=hf_config.get("resnet_time_scale_shift", "default") == "scale_shift",
+        mid_block_scale_factor=hf_config["mid_block_scale_factor"],
+        center_input_sample=hf_config["center_input_sample"],
+    )
+
+
+def unet_config_to_diffusers(config: UNetConfig) -> dict:
+    """Our config -> keyword arguments of UNet2DModel."""
+    return dict(
+        sample_size=config.sample_size,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        block_out_channels=config.block_out_channels,
+        down_block_types=config.down_block_types,
+        up_block_types=config.up_block_types,
+        layers_per_block=config.layers_per_block,
+        attention_head_dim=config.attention_head_dim,
+        norm_num_groups=config.norm_num_groups,
+        norm_eps=config.norm_eps,
+        dropout=config.dropout,
+        flip_sin_to_cos=config.flip_sin_to_cos,
+        freq_shift=config.freq_shift,
+        downsample_padding=config.downsample_padding,
+        resnet_time_scale_shift="scale_shift" if config.time_scale_shift else "default",
+        mid_block_scale_factor=config.mid_block_scale_factor,
+        center_input_sample=config.center_input_sample,
+        **{name: value for name, value in FIXED_OPTIONS.items() if name not in ("class_embed_type", "num_class_embeds", "time_embedding_dim")},
+    )
+
+
+def unet_from_diffusers(unet2d: UNet2DModel) -> UNet:
+    """Our UNet holding the weights of a diffusers UNet2DModel (same names, so a strict copy)."""
+    model = UNet(unet_config_from_diffusers(unet2d.config))
+    model.load_state_dict(unet2d.state_dict(), strict=True)
+    return model.to(unet2d.device, unet2d.dtype)
+
+
+def unet_to_diffusers(model: UNet) -> UNet2DModel:
+    """A diffusers UNet2DModel holding our UNet's weights."""
+    unet2d = UNet2DModel(**unet_config_to_diffusers(model.config))
+    unet2d.load_state_dict(model.state_dict(), strict=True)
+    parameter = next(model.parameters())
+    return unet2d.to(parameter.device) if parameter.dtype == torch.float32 else unet2d.to(parameter.device, parameter.dtype)
+
+
+def schedule_config_from_diffusers(scheduler_config) -> ScheduleConfig:
+    """DDPMScheduler/DDIMScheduler config -> ours; ValueError for what our samplers do not implement."""
+    names = {value: key for key, value in DIFFUSERS_SCHEDULES.items()}
+    unsupported = []
+    if scheduler_config.get("beta_schedule") not in names:
+        unsupported.append(f"beta_schedule={scheduler_config.get('beta_schedule')!r}")
+    for option, supported in (("prediction_type", "epsilon"), ("thresholding", False), ("trained_betas", None), ("rescale_betas_zero_snr", False), ("timestep_spacing", "leading"), ("steps_offset", 0), ("clip_sample_range", 1.0), ("set_alpha_to_one", True)):
+        if scheduler_config.get(option, supported) != supported:
+            unsupported.append(f"{option}={scheduler_config[option]!r}")
+    if unsupported:
+        raise ValueError("this scheduler uses options our samplers do not implement: " + ", ".join(unsupported))
+    return ScheduleConfig(
+        num_train_timesteps=scheduler_config["num_train_timesteps"],
+        beta_schedule=names[scheduler_config["beta_schedule"]],
+        beta_start=scheduler_config["beta_start"],
+        beta_end=scheduler_config["beta_end"],
+        clip_sample=scheduler_config["clip_sample"],
+    )
+
+
+def schedule_to_diffusers(config: ScheduleConfig, sampler: str) -> DDPMScheduler | DDIMScheduler:
+    """The diffusers scheduler that takes the same steps as our `sampler` ("ddpm" or "ddim")."""
+    options = dict(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=DIFFUSERS_SCHEDULES[config.beta_schedule],
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        clip_sample=config.clip_sample,
+    )
+    if sampler == "ddpm":
+        return DDPMScheduler(variance_type="fixed_small", **options)  # beta~_t, our DDPM variance
+    return DDIMScheduler(**options)
+
+
+def export_pipeline(model: UNet, schedule_config: ScheduleConfig, folder: str | os.PathLike) -> Path:
+    """Write a diffusers DDPMPipeline folder (unet/ and scheduler/) that `DDPMPipeline.from_pretrained` loads."""
+    from diffusers import DDPMPipeline
+
+    pipeline = DDPMPipeline(unet=unet_to_diffusers(model), scheduler=schedule_to_diffusers(schedule_config, "ddpm"))
+    pipeline.save_pretrained(folder)
+    return Path(folder)
+
+
+def load_diffusers_unet(name_or_path: str | os.PathLike) -> tuple[UNet, ScheduleConfig | None]:
+    """Our UNet from a diffusers model: a Hub id such as "google/ddpm-cifar10-32" (when online) or a
+    folder written by `save_pretrained` (a pipeline folder with unet/, or a bare UNet folder). Returns the
+    scheduler config as well when the folder has one."""
+    folder = resolve_folder(name_or_path, allow_patterns=["*.json", "*.safetensors", "*.bin"])
+    unet_folder = folder / "unet" if (folder / "unet" / "config.json").exists() else folder
+    unet = unet_from_diffusers(UNet2DModel.from_pretrained(unet_folder))
+    for scheduler_file in (folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
+        if scheduler_file.exists():
+            return unet, schedule_config_from_diffusers(DDPMScheduler.from_pretrained(scheduler_file.parent).config)
+    return unet, None
