@@ -20,4 +20,5 @@ TOPICS = (
     Topic("Text generation", "apps.textgen.tab"),
     Topic("word2vec", "apps.word2vec.tab"),
     Topic("Boosting", "apps.boosting.tab"),
+    Topic("ViT and MAE", "apps.vit_mae.tab"),
 )
