@@ -21,4 +21,5 @@ TOPICS = (
     Topic("word2vec", "apps.word2vec.tab"),
     Topic("Boosting", "apps.boosting.tab"),
     Topic("Diffusion", "apps.diffusion.tab"),
+    Topic("ViT and MAE", "apps.vit_mae.tab"),
 )

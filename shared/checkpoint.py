@@ -134,6 +134,33 @@ def load_model(model_class: type[ModelT], config_class: type, name_or_path: str 
     return model.float().to(device).eval()
 
 
+def load_transformers_model(name_or_path: str | os.PathLike, model_class: type, model_type: str, allow_patterns: list[str], description: str | None = None):
+    """A `transformers` model of `model_class` (say GPT2LMHeadModel) from a Hub id (needs the network)
+    or a folder written by its `save_pretrained`, from safetensors weights only (never a pickle).
+
+    Every failure is a ValueError that says what went wrong: a missing folder, an unreachable Hub
+    (within about a second, see `resolve_folder`), a folder with no config, a config of another
+    `model_type` (`description` names the expected kind in messages, default the model_type), weights
+    that do not load."""
+    from transformers import AutoConfig
+
+    description = description or repr(model_type)
+    folder = resolve_folder(os.path.expanduser(os.fspath(name_or_path)), allow_patterns=allow_patterns)
+    try:
+        hf_config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{str(name_or_path)!r} holds no {description} checkpoint: expected a Hub id (needs the network) or a "
+            f"folder saved with save_pretrained. Cause: {str(error).splitlines()[0]}"
+        ) from error
+    if hf_config.model_type != model_type:
+        raise ValueError(f"{str(name_or_path)!r} is a {hf_config.model_type!r} checkpoint, not {description}")
+    try:
+        return model_class.from_pretrained(folder, config=hf_config, use_safetensors=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"could not load the safetensors weights in {folder}: {str(error).splitlines()[0]}") from error
+
+
 def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False) -> str:
     """Upload a checkpoint folder to a Hub model repository (needs `huggingface-cli login`)."""
     from huggingface_hub import HfApi

@@ -100,3 +100,27 @@ class Slider(gr.Slider):
         if payload is None:
             raise gr.Error(f"'{self.label}' is empty: give a number from {self.minimum} to {self.maximum}.")
         return super().preprocess(payload)
+
+
+class ImageUpload(gr.Image):
+    """A `gr.Image` upload that hands the handler the file's path, untouched, and answers a file that is
+    not an image with a clear message. Gradio's own preprocessing opens every upload with Pillow
+    first and fails on a text file or a corrupt image with its generic "upstream app raised an
+    exception"; the handler decodes the file itself (and checks its size and mode)."""
+
+    is_template = True  # rendered by the front end as a plain gr.Image
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, type="filepath", image_mode=None, **kwargs)  # None: keep the file's own mode
+
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.Image)  # the front end's settings are gr.Image's __init__ arguments
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - Pillow raises several types for files it cannot read
+            name = getattr(payload, "orig_name", None) or "The upload"
+            raise gr.Error(f"{name!r} is not an image file that can be read ({type(error).__name__}: {error}).") from error

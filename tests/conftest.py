@@ -26,3 +26,15 @@ def client(served_app):
     from gradio_client import Client
 
     return Client(served_app, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread, and one thread does not stall when other processes load the
+    CPU. Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoConfig, GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from apps.textgen.model import GPT, GPTConfig, Int8Linear
-from shared.checkpoint import resolve_folder
+from shared.checkpoint import load_transformers_model
 
 # Weights held by Conv1D in Hugging Face's GPT-2: (in, out) there, (out, in) in nn.Linear.
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -120,18 +120,4 @@ def load_hub_gpt(name_or_path: str | os.PathLike) -> GPT:
     GPT2LMHeadModel.save_pretrained. Raises ValueError with a clear message when it cannot be loaded;
     without network that happens within about a second (shared.checkpoint probes the Hub first).
     """
-    folder = resolve_folder(os.path.expanduser(os.fspath(name_or_path)), allow_patterns=HUB_FILES)
-    try:
-        hf_config = AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"{str(name_or_path)!r} holds no GPT-2 checkpoint: expected a Hub id (needs the network) or a "
-            f"folder saved with save_pretrained. Cause: {str(error).splitlines()[0]}"
-        ) from error
-    if hf_config.model_type != "gpt2":
-        raise ValueError(f"{str(name_or_path)!r} is a {hf_config.model_type!r} checkpoint, not GPT-2")
-    try:
-        hf_model = GPT2LMHeadModel.from_pretrained(folder, config=hf_config, use_safetensors=True)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"could not load the safetensors weights in {folder}: {str(error).splitlines()[0]}") from error
-    return gpt_from_hf(hf_model)
+    return gpt_from_hf(load_transformers_model(name_or_path, GPT2LMHeadModel, "gpt2", HUB_FILES, description="GPT-2"))

@@ -37,18 +37,11 @@ from apps.textgen.reference import (
     load_hub_gpt,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # (n_embd, n_head, n_layer, vocab_size): head sizes 16, 16 and 6; vocabularies that are not powers of 2
 SIZES = [(48, 3, 1, 97), (64, 4, 2, 300), (36, 6, 3, 151)]
 BLOCK_SIZE = 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and one thread does not stall when other processes load the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_pair(n_embd, n_head, n_layer, vocab_size, seed=0):
