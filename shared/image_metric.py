@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from shared.checkpoint import load_model, save_model
 from shared.data import mnist5k
 from shared.images import ImageBatch, to_unit_batch
+from shared.training import seeded_accelerator
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "image_metric"
 TRAIN_COMMAND = "python -m shared.image_metric"
@@ -320,11 +321,7 @@ def train_digit_classifier(config: DigitClassifierConfig | None = None, epochs: 
     """Train on the 4,500 MNIST-5k training digits with random shifts and rotations; Adam with a
     one-cycle learning-rate schedule (Smith & Topin 2017). Returns the model (CPU, eval mode) and a
     per-epoch log with the held-out accuracy."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(mixed_precision=mixed_precision)
-    set_seed(seed)  # torch, numpy and random: the same weights on every run on one machine
+    accelerator = seeded_accelerator(mixed_precision, seed)  # the same weights on every run on one machine
     split = mnist5k()
     train_set = torch.utils.data.TensorDataset(prepare_images(split.train_images), torch.from_numpy(split.train_labels))
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

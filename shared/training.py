@@ -59,3 +59,14 @@ class ExponentialMovingAverage:
         for average, current in zip(self.model.buffers(), model.buffers()):
             average.copy_(current)
         self.updates += 1
+
+
+def seeded_accelerator(mixed_precision: str = "no", seed: int = 0):
+    """The Accelerate object every training loop goes through (it places the model, optimizer and batches on
+    the CPU, one GPU or several, and runs the autocast), after seeding torch, numpy and random alike."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision=mixed_precision)
+    set_seed(seed)
+    return accelerator

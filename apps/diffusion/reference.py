@@ -85,7 +85,7 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict:
         resnet_time_scale_shift="scale_shift" if config.time_scale_shift else "default",
         mid_block_scale_factor=config.mid_block_scale_factor,
         center_input_sample=config.center_input_sample,
-        **{name: value for name, value in FIXED_OPTIONS.items() if name not in ("class_embed_type", "num_class_embeds", "time_embedding_dim")},
+        **FIXED_OPTIONS,
     )
 
 

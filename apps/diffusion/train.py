@@ -28,7 +28,7 @@ from shared.checkpoint import load_model, save_model
 from shared.data import mnist5k
 from shared.image_metric import image_quality
 from shared.images import save_grid
-from shared.training import ExponentialMovingAverage, OptimizerRecipe
+from shared.training import ExponentialMovingAverage, OptimizerRecipe, seeded_accelerator
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusion"
 TRAIN_COMMAND = "python -m apps.diffusion.train"
@@ -62,13 +62,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     argv = sys.argv[1:] if argv is None else argv
     arguments = parse_arguments(argv)
-    accelerator = Accelerator(mixed_precision=arguments.mixed_precision)
-    set_seed(arguments.seed)
+    accelerator = seeded_accelerator(arguments.mixed_precision, arguments.seed)
     started = time.perf_counter()
 
     images = mnist_padded(mnist5k().train_images)  # (4500, 1, 32, 32)
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch = images[torch.randint(0, len(images), (recipe.batch_size,), generator=generator)].to(accelerator.device)
         model.train()
         with accelerator.autocast():
-            loss = diffusion_loss(model, schedule, batch, generator=None)
+            loss = diffusion_loss(model, schedule, batch)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()

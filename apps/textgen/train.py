@@ -27,8 +27,8 @@ from apps.textgen.evaluate import gpt_total_nll
 from apps.textgen.model import GPT, GPTConfig
 from apps.textgen.tokenizer import BPETokenizer
 from shared.checkpoint import save_model
-from shared.training import OptimizerRecipe, decay_and_no_decay
 from shared.data import wiki_text_split
+from shared.training import OptimizerRecipe, decay_and_no_decay, seeded_accelerator
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "textgen"
 TRAIN_COMMAND = "python -m apps.textgen.train"
@@ -119,13 +119,9 @@ def plot_losses(logs: dict[str, list[dict]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     argv = sys.argv[1:] if argv is None else argv
     arguments = parse_arguments(argv)
-    accelerator = Accelerator(mixed_precision=arguments.mixed_precision)
-    set_seed(arguments.seed)
+    accelerator = seeded_accelerator(arguments.mixed_precision, arguments.seed)
     out = arguments.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

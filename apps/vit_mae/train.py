@@ -38,7 +38,7 @@ from apps.vit_mae.model import MAE, MAEConfig, ViT, ViTConfig, hidden_patch_mse,
 from shared.checkpoint import load_model, save_model
 from shared.data import mnist5k
 from shared.images import to_unit_batch
-from shared.training import OptimizerRecipe, decay_and_no_decay
+from shared.training import OptimizerRecipe, decay_and_no_decay, seeded_accelerator
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "vit_mae"
 TRAIN_COMMAND = "python -m apps.vit_mae.train"
@@ -204,13 +204,9 @@ def plot_curves(logs: dict[str, list[dict]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     argv = sys.argv[1:] if argv is None else argv
     arguments = parse_arguments(argv)
-    accelerator = Accelerator(mixed_precision=arguments.mixed_precision)
-    set_seed(arguments.seed)
+    accelerator = seeded_accelerator(arguments.mixed_precision, arguments.seed)
     started = time.perf_counter()
 
     digits = mnist5k()
