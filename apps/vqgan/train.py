@@ -70,9 +70,9 @@ def to_model_range(images) -> torch.Tensor:
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder (vqvae/, vqgan/, prior/ inside)")
-    parser.add_argument("--codec-steps", type=int, default=1600, help="shared VQ-VAE steps before the two codecs part")
-    parser.add_argument("--gan-steps", type=int, default=700, help="steps of each codec after they part (the VQGAN's with its discriminator)")
-    parser.add_argument("--prior-steps", type=int, default=1200)
+    parser.add_argument("--codec-steps", type=int, default=1400, help="shared VQ-VAE steps before the two codecs part")
+    parser.add_argument("--gan-steps", type=int, default=600, help="steps of each codec after they part (the VQGAN's with its discriminator)")
+    parser.add_argument("--prior-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--perceptual-weight", type=float, default=0.1)
