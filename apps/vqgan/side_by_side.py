@@ -22,6 +22,7 @@ from PIL import Image
 from apps.textgen.model import GPT, GPTConfig
 from apps.vqgan.model import VQConfig, VQModel, perplexity_of, sample_codes
 from shared.checkpoint import load_model
+from shared.timing import fastest_run
 from shared.uploads import picture_to_pixels, read_image
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "vqgan"
@@ -101,13 +102,7 @@ def prepare(example: str | None, upload: str | None, size: int = 28) -> Prepared
 
 def timed(run: Callable[[], object]) -> tuple[object, float]:
     """run()'s result and its fastest time of TIMING_REPEATS runs, in seconds."""
-    seconds = []
-    with torch.inference_mode():
-        for _ in range(TIMING_REPEATS):
-            started = time.perf_counter()
-            result = run()
-            seconds.append(time.perf_counter() - started)
-    return result, min(seconds)
+    return fastest_run(run, TIMING_REPEATS)
 
 
 # -----------------------------------------------------------------------------

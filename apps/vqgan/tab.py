@@ -114,10 +114,7 @@ def generate(temperature, top_k, seed, count, progress=gr.Progress()):
         from shared.image_metric import image_quality
 
         report = image_quality(result.ours)
-        badges += (
-            f"<div>The digit classifier reads {report.classes_present}/10 digits in these samples, mean confidence "
-            f"{report.mean_confidence:.2f} (real digits: {report.real_mean_confidence:.2f}).</div>"
-        )
+        badges += f"<div>{report.reading('these samples')}</div>"
     else:
         request.notes.append("The digit classifier scores two or more samples at a time.")
     return notes_markdown(request.notes), picture(result.ours, (0, 1)), picture(result.reference, (0, 1)), badges, source_of(*CODE_SHOWN["generate"])
