@@ -296,7 +296,7 @@ def score_checkpoint(out: Path, training: dict, samples: int, seed: int) -> dict
         with torch.no_grad():
             reconstructions[name] = codec(held_out).reconstruction.clamp(-1, 1)
         metrics["reconstruction_quality"] = image_quality(reconstructions[name], value_range=(-1, 1)).as_row()
-        report["held_out"][name] = {key: round(value, 5) if isinstance(value, float) else value for key, value in metrics.items()}
+        report["held_out"][name] = {key: float(f"{value:.6g}") if isinstance(value, float) else value for key, value in metrics.items()}
     gpt = load_model(GPT, GPTConfig, out / "prior")
     codec = load_model(VQModel, VQConfig, out / "vqgan")
     held_out_codes = encode_codes(codec, held_out)
@@ -306,7 +306,8 @@ def score_checkpoint(out: Path, training: dict, samples: int, seed: int) -> dict
     with torch.no_grad():
         generated = torch.cat([codec.decode_indices(chunk) for chunk in codes.split(250)]).clamp(-1, 1)
     report["prior_samples_quality"] = image_quality(generated, value_range=(-1, 1)).as_row()
-    save_grid(torch.cat([held_out[:16], reconstructions["vqvae"][:16], reconstructions["vqgan"][:16]]), out / "reconstructions.png", columns=16, value_range=(-1, 1), scale=2)
+    shown = torch.arange(16) * (len(held_out) // 16)  # the held-out digits are sorted by class: every digit appears
+    save_grid(torch.cat([held_out[shown], reconstructions["vqvae"][shown], reconstructions["vqgan"][shown]]), out / "reconstructions.png", columns=16, value_range=(-1, 1), scale=2)
     save_grid(generated[:64], out / "prior_samples.png", columns=16, value_range=(-1, 1), scale=2)
     (out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"training_minutes": report["training_minutes"], "held_out": report["held_out"], "prior_samples_quality": report["prior_samples_quality"]}, indent=1))
