@@ -73,7 +73,6 @@ def run() -> dict:
             ours_seconds, reference_seconds = timed_forward(pair, images[:batch], repeats)
             ratios.append(reference_seconds / ours_seconds)
             speed_rows.append([name, batch, f"{ours_seconds * 1000:.1f} ms", f"{reference_seconds * 1000:.1f} ms", f"{reference_seconds / ours_seconds:.2f}x"])
-    reconstruction_rows.append(["real held-out digits (for scale)", "0", "-", "-", "-", *quality_cells(image_quality(images, value_range=(-1, 1)))])
 
     codec, gpt = sbs.codec("VQGAN").ours, sbs.prior()
     sample_rows, samples = [], {}

@@ -235,6 +235,17 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("ema_embedding_sum", torch.zeros(codebook_size, dim), persistent=False)  # (K, D)
         self.register_buffer("initialised", torch.tensor(False), persistent=False)
         self.restarted = 0  # entries restarted by the last update (for the training log)
+        self.register_load_state_dict_post_hook(VectorQuantizer.keep_loaded_codebook)
+
+    @staticmethod
+    @torch.no_grad()
+    def keep_loaded_codebook(module: VectorQuantizer, incompatible_keys) -> None:
+        """After weights are loaded, training continues from that codebook instead of re-initialising it on a
+        batch: the moving averages start at the loaded entries with a modest weight each."""
+        weight = max(1.0, 2 * module.config.dead_code_threshold)
+        module.ema_cluster_size.fill_(weight)
+        module.ema_embedding_sum.copy_(module.embedding.weight * weight)
+        module.initialised.fill_(True)
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """(N, D) vectors -> (N,) indices of their nearest entries (Euclidean, as diffusers computes it)."""

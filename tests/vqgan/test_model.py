@@ -93,6 +93,16 @@ def test_dead_entries_restart_on_batch_vectors_and_the_first_batch_initialises_t
     assert any(torch.allclose(vq.embedding.weight[2], vector) for vector in batch)  # restarted on a vector of the batch
 
 
+def test_a_loaded_codebook_is_kept_when_training_goes_on():
+    trained = quantizer(codebook_size=3).train()
+    trained.update_codebook(torch.randn(64, 2))  # initialised on a batch
+    loaded = quantizer(codebook_size=3).train()
+    loaded.load_state_dict(trained.state_dict())
+    before = loaded.embedding.weight.clone()
+    loaded.update_codebook(torch.randn(64, 2) + 6)  # a far-away batch: a fresh start would copy its vectors
+    assert bool(loaded.initialised) and (loaded.embedding.weight - before).abs().max() < 2
+
+
 def test_perplexity_counts_the_codes_in_effective_use():
     assert math.isclose(perplexity_of(torch.arange(8).repeat(5), 16).item(), 8.0, rel_tol=1e-5)
     assert math.isclose(perplexity_of(torch.zeros(20, dtype=torch.long), 16).item(), 1.0, rel_tol=1e-5)
