@@ -68,7 +68,7 @@ def run() -> dict:
         parity.append((name, difference, identical))
         report = image_quality(reconstructions[name], value_range=(-1, 1))
         summaries[name] = (metrics, report)
-        reconstruction_rows.append([name, f"{metrics['mse']:.4f}", f"{metrics['psnr_db']:.2f} dB", f"{metrics['perplexity']:.1f}", f"{metrics['codes_used']}/{pair.config.num_vq_embeddings}", *quality_cells(report)])
+        reconstruction_rows.append([name, f"{metrics['mse']:.5f}", f"{metrics['psnr_db']:.2f} dB", f"{metrics['perplexity']:.1f}", f"{metrics['codes_used']}/{pair.config.num_vq_embeddings}", *quality_cells(report)])
         for batch, repeats in SPEED_BATCHES.items():
             ours_seconds, reference_seconds = timed_forward(pair, images[:batch], repeats)
             ratios.append(reference_seconds / ours_seconds)
