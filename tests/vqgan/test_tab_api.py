@@ -10,6 +10,7 @@ from PIL import Image
 
 from apps.vqgan import side_by_side as sbs
 from shared.uploads import MAX_PIXELS
+from tests.uploads import UPLOAD_CASES, save_image
 
 DIGIT = "held-out digit 3"
 
@@ -28,21 +29,12 @@ def test_reconstruction_of_a_digit_by_both_codecs_beside_diffusers(client):
     assert not np.array_equal(np.asarray(Image.open(vqvae_ours)), np.asarray(Image.open(vqgan_ours)))  # two different codecs
 
 
-def save(tmp_path, name, array, mode=None):
-    path = tmp_path / name
-    Image.fromarray(array, mode).save(path)
-    return path
-
-
-@pytest.mark.parametrize("name, make, expected", [
-    ("dark_on_white.png", lambda: np.pad(np.zeros((60, 12), np.uint8), 30, constant_values=255), ["Resized from 72 x 120", "inverted"]),
-    ("rgba.png", lambda: np.dstack([np.full((40, 40, 3), 200, np.uint8), np.tri(40, dtype=np.uint8) * 255]), ["Transparent", "grayscale"]),
+@pytest.mark.parametrize("name, make, expected", UPLOAD_CASES + [
     ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, ["digits only"]),
-    ("sixteen_bit.png", lambda: (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60), ["rescaled to 0-255"]),
     ("huge.png", lambda: np.tile(np.eye(64, dtype=np.uint8) * 255, (50, 60)), ["Resized from 3840 x 3200 to 28 x 28"]),
 ])
 def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path, name, make, expected):
-    notes, *_, badges, _ = reconstruct(client, sbs.UPLOAD, save(tmp_path, name, make()))
+    notes, *_, badges, _ = reconstruct(client, sbs.UPLOAD, save_image(tmp_path, name, make()))
     assert badges.count("code indices identical") == 2
     for text in expected:
         assert text in notes
