@@ -220,6 +220,13 @@ class QualityReport:
             "classes present": f"{self.classes_present}/{NUM_CLASSES}",
         }
 
+    def reading(self, what: str = "the samples") -> str:
+        """One sentence for a tab: how many digits the classifier reads in `what`, and how sure it is."""
+        return (
+            f"The digit classifier reads {self.classes_present}/{NUM_CLASSES} digits in {what}, mean confidence "
+            f"{self.mean_confidence:.2f} (real digits: {self.real_mean_confidence:.2f})."
+        )
+
     def summary(self) -> str:
         return (
             f"FD {self.frechet_distance:.2f} (real digits: {self.real_frechet_distance:.2f}) · "

@@ -15,8 +15,9 @@ generate, start from pure noise x_T and remove the predicted noise step by step:
   the DDPM amount of noise back (eq. 16).
 
 The UNet keeps the parameter names of diffusers' `UNet2DModel` for the blocks used here (ResNet blocks
-with a time embedding, self-attention, strided-conv downsampling, nearest-neighbour upsampling), so a
-state dict copies across by name (see reference.py). Tensors are (B, C, H, W) throughout.
+with a time embedding, self-attention, strided-conv downsampling, nearest-neighbour upsampling, all in
+shared/conv_blocks.py, which the VQGAN topic's encoder and decoder use too), so a state dict copies
+across by name (see reference.py). Tensors are (B, C, H, W) throughout.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from shared.conv_blocks import Downsample, ResnetBlock, SelfAttention, Upsample
 
 DOWN_BLOCK_TYPES = ("DownBlock2D", "AttnDownBlock2D")
 UP_BLOCK_TYPES = ("UpBlock2D", "AttnUpBlock2D")
@@ -94,85 +97,14 @@ class TimestepEmbedding(nn.Module):
         return self.linear_2(F.silu(self.linear_1(embedding)))
 
 
-class ResnetBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with the time embedding added in between (added to the features, or as
-    a scale and shift of the second norm when `time_scale_shift`), plus a 1x1 shortcut if the width changes."""
-
-    def __init__(self, in_channels: int, out_channels: int, time_channels: int, config: UNetConfig, output_scale_factor: float = 1.0):
-        super().__init__()
-        groups, eps = config.norm_num_groups, config.norm_eps
-        self.time_scale_shift = config.time_scale_shift
-        self.output_scale_factor = output_scale_factor
-        self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.time_emb_proj = nn.Linear(time_channels, out_channels * (2 if config.time_scale_shift else 1))
-        self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps)
-        self.dropout = nn.Dropout(config.dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        time = self.time_emb_proj(F.silu(time_embedding))[:, :, None, None]  # (B, C or 2C, 1, 1)
-        if self.time_scale_shift:
-            scale, shift = time.chunk(2, dim=1)
-            h = self.norm2(h) * (1 + scale) + shift
-        else:
-            h = self.norm2(h + time)
-        h = self.conv2(self.dropout(F.silu(h)))
-        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
-        return (shortcut + h) / self.output_scale_factor
+def resnet_block(in_channels: int, out_channels: int, config: UNetConfig, output_scale_factor: float = 1.0) -> ResnetBlock:
+    """A ResNet block conditioned on the time embedding, with this UNet's norms and dropout."""
+    return ResnetBlock(in_channels, out_channels, config.time_embedding_dim, config.norm_num_groups, config.norm_eps, config.dropout, config.time_scale_shift, output_scale_factor)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over the H*W pixels, with a residual connection (DDPM uses it at 16x16)."""
-
-    def __init__(self, channels: int, head_dim: int | None, config: UNetConfig, output_scale_factor: float = 1.0, normalize: bool = True):
-        super().__init__()
-        head_dim = head_dim or channels
-        self.heads = channels // head_dim
-        self.output_scale_factor = output_scale_factor
-        self.group_norm = nn.GroupNorm(config.norm_num_groups, channels, eps=config.norm_eps) if normalize else nn.Identity()
-        self.to_q = nn.Linear(channels, self.heads * head_dim)
-        self.to_k = nn.Linear(channels, self.heads * head_dim)
-        self.to_v = nn.Linear(channels, self.heads * head_dim)
-        self.to_out = nn.ModuleList([nn.Linear(self.heads * head_dim, channels)])  # a list, as diffusers names it
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        h = self.group_norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
-
-        def split_heads(projection: torch.Tensor) -> torch.Tensor:
-            return projection.view(batch, -1, self.heads, projection.shape[-1] // self.heads).transpose(1, 2)  # (B, heads, HW, d)
-
-        h = F.scaled_dot_product_attention(split_heads(self.to_q(h)), split_heads(self.to_k(h)), split_heads(self.to_v(h)))
-        h = self.to_out[0](h.transpose(1, 2).reshape(batch, height * width, -1))  # (B, HW, C)
-        return (x + h.transpose(1, 2).reshape(batch, channels, height, width)) / self.output_scale_factor
-
-
-class Downsample(nn.Module):
-    """A stride-2 3x3 convolution halves the resolution."""
-
-    def __init__(self, channels: int, padding: int):
-        super().__init__()
-        self.padding = padding
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=padding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding == 0:
-            x = F.pad(x, (0, 1, 0, 1))  # the original DDPM code's asymmetric padding
-        return self.conv(x)
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour doubling, then a 3x3 convolution."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+def attention_block(channels: int, config: UNetConfig, output_scale_factor: float = 1.0, normalize: bool = True) -> SelfAttention:
+    """Self-attention over the pixels with this UNet's head width and norms."""
+    return SelfAttention(channels, config.attention_head_dim, config.norm_num_groups, config.norm_eps, output_scale_factor, normalize)
 
 
 class DownBlock(nn.Module):
@@ -181,12 +113,9 @@ class DownBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, with_attention: bool, add_downsample: bool, config: UNetConfig):
         super().__init__()
-        time_channels = config.time_embedding_dim
-        self.resnets = nn.ModuleList(
-            ResnetBlock(in_channels if i == 0 else out_channels, out_channels, time_channels, config) for i in range(config.layers_per_block)
-        )
+        self.resnets = nn.ModuleList(resnet_block(in_channels if i == 0 else out_channels, out_channels, config) for i in range(config.layers_per_block))
         if with_attention:
-            self.attentions = nn.ModuleList(SelfAttention(out_channels, config.attention_head_dim, config) for _ in self.resnets)
+            self.attentions = nn.ModuleList(attention_block(out_channels, config) for _ in self.resnets)
         self.downsamplers = nn.ModuleList([Downsample(out_channels, config.downsample_padding)]) if add_downsample else None
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -213,9 +142,9 @@ class UpBlock(nn.Module):
         for i in range(layers):
             skip_channels = in_channels if i == layers - 1 else out_channels
             running_channels = previous_channels if i == 0 else out_channels
-            self.resnets.append(ResnetBlock(running_channels + skip_channels, out_channels, config.time_embedding_dim, config))
+            self.resnets.append(resnet_block(running_channels + skip_channels, out_channels, config))
         if with_attention:
-            self.attentions = nn.ModuleList(SelfAttention(out_channels, config.attention_head_dim, config) for _ in self.resnets)
+            self.attentions = nn.ModuleList(attention_block(out_channels, config) for _ in self.resnets)
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], time_embedding: torch.Tensor) -> torch.Tensor:
@@ -234,9 +163,9 @@ class MidBlock(nn.Module):
     def __init__(self, channels: int, config: UNetConfig):
         super().__init__()
         scale = config.mid_block_scale_factor
-        self.resnets = nn.ModuleList(ResnetBlock(channels, channels, config.time_embedding_dim, config, scale) for _ in range(2))
+        self.resnets = nn.ModuleList(resnet_block(channels, channels, config, scale) for _ in range(2))
         # diffusers leaves out this attention's input norm when the time embedding scales and shifts the norms
-        self.attentions = nn.ModuleList([SelfAttention(channels, config.attention_head_dim, config, scale, normalize=not config.time_scale_shift)])
+        self.attentions = nn.ModuleList([attention_block(channels, config, scale, normalize=not config.time_scale_shift)])
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x, time_embedding)

@@ -71,10 +71,7 @@ def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(
 
         report = image_quality(ours.images)
         figure = quality_figure(report)
-        badges += (
-            f"<div>The digit classifier reads {report.classes_present}/10 digits in our samples, mean confidence "
-            f"{report.mean_confidence:.2f} (real digits: {report.real_mean_confidence:.2f}).</div>"
-        )
+        badges += f"<div>{report.reading('our samples')}</div>"
     else:
         request.notes.append("The digit classifier scores grayscale samples only, two or more at a time.")
     return notes_markdown(request.notes), sbs.grid_of(ours), sbs.grid_of(reference), badges, trajectory.frames, figure, source_of(*CODE_SHOWN[sampler])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from apps.vit_mae.data import Preprocessing, PreparedImage, prepare_image, prepr
 from apps.vit_mae.model import MAE, MAEConfig, ViT, ViTConfig, attention_rollout, hidden_patch_mse
 from shared.checkpoint import load_model, resolve_folder
 from shared.device import current_device
+from shared.timing import fastest_run
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "vit_mae"
 TRAIN_COMMAND = "python -m apps.vit_mae.train"
@@ -121,13 +121,7 @@ def prepared(pair: ModelPair, example: str | None, upload: str | None) -> Prepar
 
 def timed(run: Callable[[], object]) -> tuple[object, float]:
     """run()'s result and its fastest time of TIMING_REPEATS runs, in seconds."""
-    seconds = []
-    with torch.inference_mode():
-        for _ in range(TIMING_REPEATS):
-            started = time.perf_counter()
-            result = run()
-            seconds.append(time.perf_counter() - started)
-    return result, min(seconds)
+    return fastest_run(run, TIMING_REPEATS)
 
 
 def to_pixels(images: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from apps.vit_mae import side_by_side as sbs
 from apps.vit_mae.data import MAX_PIXELS
+from tests.uploads import UPLOAD_CASES, save_image
 
 DIGIT = "held-out digit 7"
 
@@ -49,21 +50,12 @@ def test_the_photo_example_comes_with_notes(client):
     assert "digits only" in notes and "attention maps identical" in badges
 
 
-def save(tmp_path, name, array, mode=None):
-    path = tmp_path / name
-    Image.fromarray(array, mode).save(path)
-    return path
-
-
-@pytest.mark.parametrize("name, make, expected", [
-    ("dark_on_white.png", lambda: np.pad(np.zeros((60, 12), np.uint8), 30, constant_values=255), ["Resized from 72 x 120", "inverted"]),
-    ("rgba.png", lambda: np.dstack([np.full((40, 40, 3), 200, np.uint8), np.tri(40, dtype=np.uint8) * 255]), ["Transparent", "grayscale"]),
+@pytest.mark.parametrize("name, make, expected", UPLOAD_CASES + [
     ("rgb.jpg", lambda: np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8), ["grayscale", "aspect ratio not kept"]),
     ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, []),
-    ("sixteen_bit.png", lambda: (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60), ["rescaled to 0-255"]),
 ])
 def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path, name, make, expected):
-    path = save(tmp_path, name, make())
+    path = save_image(tmp_path, name, make())
     notes, original, *_, badges, _ = reconstruct(client, sbs.UPLOAD, path)
     assert "masks identical" in badges
     for text in expected:
