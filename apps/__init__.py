@@ -22,4 +22,5 @@ TOPICS = (
     Topic("Boosting", "apps.boosting.tab"),
     Topic("Diffusion", "apps.diffusion.tab"),
     Topic("ViT and MAE", "apps.vit_mae.tab"),
+    Topic("Flows", "apps.flow.tab"),
 )
