@@ -21,7 +21,7 @@ import torch
 from apps.diffusion.model import UNetConfig
 from apps.flow import toy
 from apps.flow.model import UNetVelocity, check_steps, check_temperature, sample_ode, sample_pixels, straightness, trajectories
-from apps.flow.train import CHECKPOINT_DIR, FLOW_CLASSES, REPORT_FILE, TRAIN_COMMAND, held_out_bits_per_dim
+from apps.flow.train import CHECKPOINT_DIR, FLOW_CLASSES, REPORT_FILE, TRAIN_COMMAND
 from shared.checkpoint import CheckpointError, load_model
 from shared.images import image_grid
 
@@ -33,7 +33,7 @@ MAX_IMAGES = 64
 # on 2 CPU cores, so 3,200 calls are about 5 s per side.
 EVALUATION_BUDGET = 3_200
 TOY_POINTS = 2_000
-TOY_TRAJECTORIES = 60
+TOY_TRAJECTORIES = 40
 TOY_MAX_STEPS = 200
 REFERENCE_BITS_PER_DIM = 4.34  # NICE on MNIST, as pytorch-generative's README reports it
 
@@ -76,7 +76,8 @@ class ToyView:
     seconds: float  # training time
     log_density: tuple[np.ndarray, np.ndarray] | None = None  # RealNVP: (density on a grid, axis values)
     mean_log_likelihood: float | None = None  # RealNVP: exact, on fresh data points
-    paths: dict[str, np.ndarray] = field(default_factory=dict)  # rectified: name -> (steps + 1, B, 2)
+    paths: dict[str, np.ndarray] = field(default_factory=dict)  # rectified: name -> (steps + 1, B, 2), the chosen solver and steps
+    fine_paths: dict[str, np.ndarray] = field(default_factory=dict)  # the same starts on 100 Heun steps: the ODE's own path
     path_straightness: dict[str, float] = field(default_factory=dict)
     reflow_samples: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
@@ -108,6 +109,7 @@ def toy_view(density: str, kind: str, steps: int, solver: str, seed: int = 0, pr
         paths = trajectories(velocity, noise[:TOY_TRAJECTORIES], steps, method)
         view.paths[name] = paths.numpy()
         fine = trajectories(velocity, noise[:TOY_TRAJECTORIES], 100, "heun")  # straightness on a fine grid, independent of the slider
+        view.fine_paths[name] = fine.numpy()
         view.path_straightness[name] = straightness(fine).mean().item()
     return view
 
@@ -135,14 +137,6 @@ def shipped_model(folder: str):
         return load_model(model_class, config_class, CHECKPOINT_DIR / folder, TRAIN_COMMAND)
     except CheckpointError as error:
         raise ValueError(str(error)) from error
-
-
-@functools.lru_cache(maxsize=4)
-def measured_bits_per_dim(name: str) -> float:
-    """Held-out bits/dim of a shipped flow, recomputed here (same dequantization seed as the report)."""
-    from shared.data import mnist5k
-
-    return held_out_bits_per_dim(flow_model(name), mnist5k().validation_images)
 
 
 def flow_model(name: str):

@@ -49,19 +49,21 @@ def toy_figure(view: sbs.ToyView, steps: int, solver: str):
         figure.colorbar(shown, ax=axes[2], fraction=0.046, label="p(x), exact")
         axes[2].set(title=f"exact density; mean log p on data {view.mean_log_likelihood:.2f}", xticks=[], yticks=[])
     else:
-        figure, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+        figure, axes = plt.subplots(1, 5, figsize=(21, 4.4))
         scatter(axes[0], view.data, f"data: {view.density}", "#4c72b0")
-        scatter(axes[1], view.samples, f"1-rectified, {steps} {solver} steps", "#dd8452")
-        scatter(axes[2], view.reflow_samples, f"2-rectified (reflow), {steps} {solver} steps", "#55a868")
         colours = {"1-rectified": "#dd8452", "2-rectified (reflow)": "#55a868"}
-        for name, paths in view.paths.items():
-            for index in range(paths.shape[1]):
-                axes[3].plot(paths[:, index, 0], paths[:, index, 1], color=colours[name], linewidth=0.8, alpha=0.7, label=name if index == 0 else None)
-            axes[3].scatter(paths[-1, :, 0], paths[-1, :, 1], s=6, color=colours[name])
-        axes[3].scatter(*view.paths["1-rectified"][0].T, s=6, color="black", label="noise (start)")
-        limit = toy.PLOT_LIMIT
-        axes[3].set(xlim=(-limit, limit), ylim=(-limit, limit), title="paths from noise to data", xticks=[], yticks=[], aspect="equal")
-        axes[3].legend(loc="lower left", fontsize=8)
+        for axis, samples, name in ((axes[1], view.samples, "1-rectified"), (axes[2], view.reflow_samples, "2-rectified (reflow)")):
+            scatter(axis, samples, f"{name}, {steps} {solver} steps", colours[name])
+        for axis, name in zip(axes[3:], colours):
+            fine, coarse = view.fine_paths[name], view.paths[name]
+            for index in range(fine.shape[1]):
+                axis.plot(fine[:, index, 0], fine[:, index, 1], color=colours[name], linewidth=1.0, alpha=0.8)
+                axis.plot(coarse[:, index, 0], coarse[:, index, 1], color="black", linewidth=0.5, alpha=0.5, marker="o", markersize=2)
+            axis.scatter(fine[0, :, 0], fine[0, :, 1], s=8, color="black", zorder=3)
+            limit = toy.PLOT_LIMIT
+            axis.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[], aspect="equal",
+                     title=f"{name} paths (straightness {view.path_straightness[name]:.3f})")
+        axes[3].text(-toy.PLOT_LIMIT + 0.1, -toy.PLOT_LIMIT + 0.15, f"colour: the ODE's path; black: {steps} {solver} steps from the noise (dots)", fontsize=7)
     figure.tight_layout()
     plt.close(figure)
     return figure
