@@ -73,6 +73,7 @@ TINY = {
 }
 FLOW_CLASSES = {"nice": (NICE, CouplingFlowConfig), "realnvp": (MultiScaleFlow, MultiScaleFlowConfig), "glow": (MultiScaleFlow, MultiScaleFlowConfig)}
 RECTIFIED_FOLDERS = ("rectified", "reflow")
+SAVE_DTYPES = {"nice": torch.float16}  # NICE's 2.1 M parameters: 4.3 MB in fp16; the others are small in fp32. Scores use the saved weights.
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -157,7 +158,7 @@ def train_normalizing_flow(name: str, config, steps: int, arguments, accelerator
     log = train_steps(accelerator, flow, loss_of_batch, recipe, f"training {name}")
     minutes = (time.perf_counter() - started) / 60
     folder = arguments.out / name
-    save_model(accelerator.unwrap_model(flow).cpu().float().eval(), config, folder)
+    save_model(accelerator.unwrap_model(flow).cpu().float().eval(), config, folder, dtype=SAVE_DTYPES.get(name))
     shipped = load_model(model_class, type(config), folder)  # score what was written
     samples = torch.cat([sample_pixels(shipped, 16, temperature, torch.Generator().manual_seed(arguments.seed)) for temperature in (1.0, 0.7)])
     save_grid(samples, folder / "samples.png", columns=16, scale=2)
