@@ -107,7 +107,7 @@ def run() -> dict:
             "model": "rectified flow, Euler sampler (ours); NICE / RealNVP / Glow",
             "reference": "diffusers FlowMatchEulerDiscreteScheduler loop; normalizing flows have no HF twin (exact inverse and autograd Jacobian tests)",
             "parity": f"max pixel difference {max(differences):.1e} over {len(speed_rows)} runs (same velocity model and noise)",
-            "speed": f"{min(ratios):.2f}-{max(ratios):.2f}x the diffusers loop's time",
+            "speed": f"{min(ratios):.2f}-{max(ratios):.2f}x the diffusers loop's speed",
             "quality": f"held-out bits/dim: " + ", ".join(f"{label} {value:.2f}" for label, value in measured.items())
                        + f" (best {best[0]}); 1-step FD {one_step[0].frechet_distance:.0f} -> {one_step[1].frechet_distance:.0f} after reflow",
         }],
