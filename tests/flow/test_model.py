@@ -227,11 +227,13 @@ def test_reflow_pairs_keep_the_noise_and_have_its_shape():
 
 
 def test_straightness_is_zero_on_straight_paths_and_positive_on_curved_ones():
-    noise = torch.randn(6, 2)
+    angles = torch.linspace(0, 5, 6)
+    noise = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # on the unit circle: every rotation path bends alike
     straight = trajectories(lambda x, t: torch.ones_like(x), noise, 10)
     assert straight.shape == (11, 6, 2) and straightness(straight).abs().max().item() < 1e-10
     rotating = trajectories(lambda x, t: torch.stack([-x[:, 1], x[:, 0]], dim=1), noise, 10)
-    assert (straightness(rotating) > 0.01).all()
+    bends = straightness(rotating)
+    assert (bends > 0.05).all() and torch.allclose(bends, bends[0].expand(6), rtol=1e-4)
 
 
 def test_config_refuses_bad_options():
