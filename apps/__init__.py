@@ -23,4 +23,5 @@ TOPICS = (
     Topic("Diffusion", "apps.diffusion.tab"),
     Topic("ViT and MAE", "apps.vit_mae.tab"),
     Topic("VQ-VAE and VQGAN", "apps.vqgan.tab"),
+    Topic("Flows", "apps.flow.tab"),
 )
