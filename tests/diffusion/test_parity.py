@@ -6,6 +6,7 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, 
 
 from apps.diffusion.model import NoiseSchedule, ScheduleConfig, ddim_step, ddpm_step, sample
 from apps.diffusion.reference import export_pipeline, load_diffusers_unet, schedule_config_from_diffusers, schedule_to_diffusers, unet_from_diffusers, unet_to_diffusers
+from tests.weights import perturb_parameters
 
 # Two block layouts, and the options Hub DDPM models use (no padding before the stride-2 conv, freq_shift 1,
 # [sin, cos] order, one head as wide as the channels, scale-shift time conditioning).
@@ -31,10 +32,7 @@ def random_unet2d(options: dict, seed: int = 0) -> UNet2DModel:
     """A UNet2DModel whose weights are all perturbed (so that no zero or unit default hides a mapping bug)."""
     torch.manual_seed(seed)
     unet2d = UNet2DModel(**options).eval()
-    with torch.no_grad():
-        for parameter in unet2d.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return unet2d
+    return perturb_parameters(unet2d, 0.1)
 
 
 @pytest.mark.parametrize("name", TINY_CONFIGS)

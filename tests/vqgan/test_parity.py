@@ -8,6 +8,7 @@ from diffusers.models.autoencoders.vae import VectorQuantizer as DiffusersQuanti
 
 from apps.vqgan.model import VQConfig, VQModel, vq_loss
 from apps.vqgan.reference import export_vqmodel, load_diffusers_vq, reference_encode_decode, vq_config_from_diffusers, vq_from_diffusers, vq_to_diffusers
+from tests.weights import perturb_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,10 +35,7 @@ def random_vqmodel(options: dict, seed: int = 0) -> DiffusersVQModel:
     torch.manual_seed(seed)
     levels = len(options["block_out_channels"])
     vqmodel = DiffusersVQModel(down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels, **options).eval()
-    with torch.no_grad():
-        for parameter in vqmodel.parameters():
-            parameter.add_(0.3 * torch.randn_like(parameter))
-    return vqmodel
+    return perturb_parameters(vqmodel, 0.3)
 
 
 @pytest.mark.parametrize("name", TINY_CONFIGS)
