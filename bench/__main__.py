@@ -20,7 +20,9 @@ from shared import device, results  # noqa: E402
 
 
 def available_topics() -> list[str]:
-    return sorted(module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)]) if not module.name.startswith("_"))
+    return sorted(
+        module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)]) if not module.name.startswith("_")
+    )
 
 
 def run_topic(topic: str) -> Path:

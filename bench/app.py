@@ -20,7 +20,13 @@ def seconds_to_first_page() -> float:
         port = probe.getsockname()[1]
     environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while time.perf_counter() - started < 120:
             try:
@@ -40,5 +46,11 @@ def run() -> dict:
         "topic": "app",
         "title": "App shell",
         "summary": [],
-        "tables": [{"title": "`python app.py` until HTTP 200 (target < 10 s)", "columns": ["median s", "min s", "max s", "runs"], "rows": [[f"{statistics.median(timings):.2f}", f"{min(timings):.2f}", f"{max(timings):.2f}", REPEATS]]}],
+        "tables": [
+            {
+                "title": "`python app.py` until HTTP 200 (target < 10 s)",
+                "columns": ["median s", "min s", "max s", "runs"],
+                "rows": [[f"{statistics.median(timings):.2f}", f"{min(timings):.2f}", f"{max(timings):.2f}", REPEATS]],
+            }
+        ],
     }

@@ -35,27 +35,59 @@ def pairs(task: str):
 
     classify = task == "classification"
     result = [
-        ("random forest, 100 trees", (ours.RandomForestClassifier if classify else ours.RandomForestRegressor)(n_estimators=100, random_state=0),
-         (sk_ensemble.RandomForestClassifier if classify else sk_ensemble.RandomForestRegressor)(n_estimators=100, random_state=0, n_jobs=THREADS)),
-        ("gradient boosting, 100 x depth 3", (ours.GradientBoostingClassifier if classify else ours.GradientBoostingRegressor)(random_state=0),
-         (sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor)(random_state=0)),
-        ("histogram boosting, 100 x depth 6 (XGBoost-style)", (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(n_estimators=100, max_depth=6, learning_rate=0.3),
-         (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(n_estimators=100, max_depth=6, learning_rate=0.3, tree_method="hist", n_jobs=THREADS)),
+        (
+            "random forest, 100 trees",
+            (ours.RandomForestClassifier if classify else ours.RandomForestRegressor)(n_estimators=100, random_state=0),
+            (sk_ensemble.RandomForestClassifier if classify else sk_ensemble.RandomForestRegressor)(
+                n_estimators=100, random_state=0, n_jobs=THREADS
+            ),
+        ),
+        (
+            "gradient boosting, 100 x depth 3",
+            (ours.GradientBoostingClassifier if classify else ours.GradientBoostingRegressor)(random_state=0),
+            (sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor)(
+                random_state=0
+            ),
+        ),
+        (
+            "histogram boosting, 100 x depth 6 (XGBoost-style)",
+            (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(
+                n_estimators=100, max_depth=6, learning_rate=0.3
+            ),
+            (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(
+                n_estimators=100, max_depth=6, learning_rate=0.3, tree_method="hist", n_jobs=THREADS
+            ),
+        ),
     ]
     if classify:
-        result.insert(1, ("AdaBoost SAMME, 50 stumps", ours.AdaBoostClassifier(n_estimators=50, random_state=0), sk_ensemble.AdaBoostClassifier(SkDecisionTreeClassifier(max_depth=1), n_estimators=50, random_state=0)))
+        result.insert(
+            1,
+            (
+                "AdaBoost SAMME, 50 stumps",
+                ours.AdaBoostClassifier(n_estimators=50, random_state=0),
+                sk_ensemble.AdaBoostClassifier(SkDecisionTreeClassifier(max_depth=1), n_estimators=50, random_state=0),
+            ),
+        )
     return result
 
 
 def cross_validated(model, X, y, task: str, needs_complete_rows: bool) -> float:
-    splitter = RepeatedStratifiedKFold(n_splits=FOLDS, n_repeats=REPEATS, random_state=0) if task == "classification" else RepeatedKFold(n_splits=FOLDS, n_repeats=REPEATS, random_state=0)
+    splitter = (
+        RepeatedStratifiedKFold(n_splits=FOLDS, n_repeats=REPEATS, random_state=0)
+        if task == "classification"
+        else RepeatedKFold(n_splits=FOLDS, n_repeats=REPEATS, random_state=0)
+    )
     truth, predicted = [], []
     for train, test in splitter.split(X, y):
-        X_train, X_test = (impute_median(X[train], X[test]) if needs_complete_rows else (X[train], X[test]))
+        X_train, X_test = impute_median(X[train], X[test]) if needs_complete_rows else (X[train], X[test])
         predicted.append(model.fit(X_train, y[train]).predict(X_test))
         truth.append(y[test])
     truth, predicted = np.concatenate(truth), np.concatenate(predicted)
-    return float(accuracy_score(truth, predicted)) if task == "classification" else float(np.sqrt(mean_squared_error(truth, predicted)))
+    return (
+        float(accuracy_score(truth, predicted))
+        if task == "classification"
+        else float(np.sqrt(mean_squared_error(truth, predicted)))
+    )
 
 
 def quality_rows() -> tuple[list[list], list[str]]:
@@ -85,7 +117,16 @@ def quality_rows() -> tuple[list[list], list[str]]:
             if not within:
                 better = difference > 0 if table.task == "classification" else difference < 0
                 misses.append(f"{name} / {algorithm} ({'ours better' if better else 'ours worse'})")
-            rows.append([f"{name} ({len(X):,} rows{', sampled' if name == 'diamonds' else ''})", algorithm, type(theirs).__module__.split(".")[0], *shown, "yes" if within else "NO", f"{our_seconds / their_seconds:.1f}x"])
+            rows.append(
+                [
+                    f"{name} ({len(X):,} rows{', sampled' if name == 'diamonds' else ''})",
+                    algorithm,
+                    type(theirs).__module__.split(".")[0],
+                    *shown,
+                    "yes" if within else "NO",
+                    f"{our_seconds / their_seconds:.1f}x",
+                ]
+            )
             print(rows[-1], flush=True)
     return rows, misses
 
@@ -108,14 +149,29 @@ def speed_rows() -> tuple[list[list], dict[str, float]]:
     diamonds = load_table("diamonds")
     settings = dict(n_estimators=100, learning_rate=0.1)
     rows, ratios = [], {}
-    for data_name, X_data, y_data, classify in (("make_classification 100,000 x 50", X, y, True), (f"diamonds {len(diamonds.X):,} x {diamonds.X.shape[1]} (regression)", diamonds.X, diamonds.y, False)):
+    for data_name, X_data, y_data, classify in (
+        ("make_classification 100,000 x 50", X, y, True),
+        (f"diamonds {len(diamonds.X):,} x {diamonds.X.shape[1]} (regression)", diamonds.X, diamonds.y, False),
+    ):
         contenders = {
-            "ours (HistBoosting, NumPy)": lambda: (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(max_depth=6, **settings),
-            "LightGBM": lambda: (lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor)(max_depth=6, num_leaves=63, n_jobs=THREADS, verbose=-1, **settings),
-            "XGBoost (hist)": lambda: (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(max_depth=6, tree_method="hist", n_jobs=THREADS, **settings),
-            "scikit-learn HistGradientBoosting": lambda: (sk_ensemble.HistGradientBoostingClassifier if classify else sk_ensemble.HistGradientBoostingRegressor)(max_iter=100, learning_rate=0.1, max_depth=6, max_leaf_nodes=None, early_stopping=False),
-            "ours (HistBoosting, NumPy), depth 3": lambda: (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(max_depth=3, **settings),
-            "scikit-learn GradientBoosting (exact, depth 3)": lambda: (sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor)(max_depth=3, **settings),
+            "ours (HistBoosting, NumPy)": lambda: (
+                ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor
+            )(max_depth=6, **settings),
+            "LightGBM": lambda: (lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor)(
+                max_depth=6, num_leaves=63, n_jobs=THREADS, verbose=-1, **settings
+            ),
+            "XGBoost (hist)": lambda: (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(
+                max_depth=6, tree_method="hist", n_jobs=THREADS, **settings
+            ),
+            "scikit-learn HistGradientBoosting": lambda: (
+                sk_ensemble.HistGradientBoostingClassifier if classify else sk_ensemble.HistGradientBoostingRegressor
+            )(max_iter=100, learning_rate=0.1, max_depth=6, max_leaf_nodes=None, early_stopping=False),
+            "ours (HistBoosting, NumPy), depth 3": lambda: (
+                ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor
+            )(max_depth=3, **settings),
+            "scikit-learn GradientBoosting (exact, depth 3)": lambda: (
+                sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor
+            )(max_depth=3, **settings),
         }
         seconds = {}
         for name, factory in contenders.items():
@@ -125,7 +181,10 @@ def speed_rows() -> tuple[list[list], dict[str, float]]:
         for name, value in seconds.items():
             compared = mine_shallow if "depth 3" in name else mine  # exact GradientBoosting against ours at its depth
             rows.append([data_name, name, f"{value:.2f}", f"{compared / value:.2f}x"])
-        ratios[data_name] = {"lightgbm": mine / seconds["LightGBM"], "sklearn_gb": seconds["scikit-learn GradientBoosting (exact, depth 3)"] / mine_shallow}
+        ratios[data_name] = {
+            "lightgbm": mine / seconds["LightGBM"],
+            "sklearn_gb": seconds["scikit-learn GradientBoosting (exact, depth 3)"] / mine_shallow,
+        }
     return rows, ratios
 
 
@@ -137,15 +196,52 @@ def run() -> dict:
     return {
         "topic": "boosting",
         "title": "Boosting and forests",
-        "summary": [{
-            "model": "CART, random forest, AdaBoost SAMME, gradient boosting, XGBoost-style histogram boosting (NumPy)",
-            "reference": "scikit-learn, XGBoost, LightGBM",
-            "parity": f"{len(quality) - len(misses)} of {len(quality)} table/algorithm pairs within 1 point of accuracy or 2% RMSE of the reference (cross-validated)" + (f"; outside: {', '.join(misses)}" if misses else ""),
-            "speed": f"histogram booster fit: {synthetic['lightgbm']:.1f}x LightGBM's time on 100k x 50, {diamonds['lightgbm']:.1f}x on diamonds; {synthetic['sklearn_gb']:.0f}x and {diamonds['sklearn_gb']:.1f}x faster than scikit-learn GradientBoosting at the same depth",
-            "quality": "GradientBoostingRegressor equals scikit-learn's predictions to 1e-6 on diabetes; AdaBoost stumps give scikit-learn's SAMME predictions (tests/boosting)",
-        }],
+        "summary": [
+            {
+                "model": "CART, random forest, AdaBoost SAMME, gradient boosting, XGBoost-style histogram boosting (NumPy)",
+                "reference": "scikit-learn, XGBoost, LightGBM",
+                "parity": (
+                    f"{len(quality) - len(misses)} of {len(quality)} table/algorithm pairs within 1 point of "
+                    "accuracy or 2% RMSE of the reference (cross-validated)"
+                )
+                + (f"; outside: {', '.join(misses)}" if misses else ""),
+                "speed": (
+                    f"histogram booster fit: {synthetic['lightgbm']:.1f}x LightGBM's time on 100k x 50, "
+                    f"{diamonds['lightgbm']:.1f}x on diamonds; {synthetic['sklearn_gb']:.0f}x and "
+                    f"{diamonds['sklearn_gb']:.1f}x faster than scikit-learn GradientBoosting at the same depth"
+                ),
+                "quality": (
+                    "GradientBoostingRegressor equals scikit-learn's predictions to 1e-6 on diabetes; AdaBoost "
+                    "stumps give scikit-learn's SAMME predictions (tests/boosting)"
+                ),
+            }
+        ],
         "tables": [
-            {"title": f"Cross-validated quality ({REPEATS} x {FOLDS}-fold, fixed folds; accuracy, or RMSE for regression), ours vs reference with the same hyperparameters", "columns": ["table", "algorithm", "reference", "ours", "reference score", "ours - reference", "within the bar", "ours' time / reference's"], "rows": quality},
-            {"title": f"Fit time, 100 rounds, learning rate 0.1, depth 6 (the depth-3 rows compare ours with exact GradientBoosting at its default depth), {THREADS} threads, median of 3 fits (1 for exact GradientBoosting)", "columns": ["data", "model", "fit seconds", "ours' time / this (same depth)"], "rows": speed},
+            {
+                "title": (
+                    f"Cross-validated quality ({REPEATS} x {FOLDS}-fold, fixed folds; accuracy, or RMSE for "
+                    "regression), ours vs reference with the same hyperparameters"
+                ),
+                "columns": [
+                    "table",
+                    "algorithm",
+                    "reference",
+                    "ours",
+                    "reference score",
+                    "ours - reference",
+                    "within the bar",
+                    "ours' time / reference's",
+                ],
+                "rows": quality,
+            },
+            {
+                "title": (
+                    "Fit time, 100 rounds, learning rate 0.1, depth 6 (the depth-3 rows compare ours with exact "
+                    f"GradientBoosting at its default depth), {THREADS} threads, median of 3 fits (1 for exact "
+                    "GradientBoosting)"
+                ),
+                "columns": ["data", "model", "fit seconds", "ours' time / this (same depth)"],
+                "rows": speed,
+            },
         ],
     }

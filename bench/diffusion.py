@@ -36,7 +36,9 @@ def generate(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) ->
     config, images, start = model.unet.config, [], time.perf_counter()
     for index, first in enumerate(range(0, count, CHUNK)):
         generator = torch.Generator().manual_seed(SEED + index)
-        noise = torch.randn(min(CHUNK, count - first), config.in_channels, config.sample_size, config.sample_size, generator=generator)
+        noise = torch.randn(
+            min(CHUNK, count - first), config.in_channels, config.sample_size, config.sample_size, generator=generator
+        )
         images.append(sample(model.unet, model.schedule, noise, sampler.lower(), steps, 0.0, generator))
     return torch.cat(images), time.perf_counter() - start
 
@@ -44,7 +46,17 @@ def generate(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) ->
 def quality_row(name: str, report, seconds_per_image: float | None) -> list:
     row = report.as_row()
     time_per_image = "-" if seconds_per_image is None else f"{seconds_per_image * 1000:.0f} ms"
-    return [name, row["samples"], row["Fréchet distance"], row["real digits' FD"], row["mean confidence"], row["real digits' confidence"], f"{report.confident_fraction:.0%}", row["classes present"], time_per_image]
+    return [
+        name,
+        row["samples"],
+        row["Fréchet distance"],
+        row["real digits' FD"],
+        row["mean confidence"],
+        row["real digits' confidence"],
+        f"{report.confident_fraction:.0%}",
+        row["classes present"],
+        time_per_image,
+    ]
 
 
 def timed_pair(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) -> tuple[float, float, float]:
@@ -87,34 +99,76 @@ def run() -> dict:
         ours_seconds, reference_seconds, difference = timed_pair(model, sampler, steps, count)
         differences.append(difference)
         ratios[(sampler, steps, count)] = reference_seconds / ours_seconds
-        speed_rows.append([f"{sampler}-{steps}", count, f"{ours_seconds / count * 1000:.1f} ms", f"{reference_seconds / count * 1000:.1f} ms", f"{reference_seconds / ours_seconds:.2f}x", f"{difference:.1e}"])
+        speed_rows.append(
+            [
+                f"{sampler}-{steps}",
+                count,
+                f"{ours_seconds / count * 1000:.1f} ms",
+                f"{reference_seconds / count * 1000:.1f} ms",
+                f"{reference_seconds / ours_seconds:.2f}x",
+                f"{difference:.1e}",
+            ]
+        )
 
     ddim50 = reports["DDIM-50"]
     return {
         "topic": "diffusion",
         "title": "Diffusion (DDPM / DDIM)",
-        "summary": [{
-            "model": "UNet + DDPM and DDIM samplers (ours)",
-            "reference": "diffusers UNet2DModel with DDPMPipeline / DDIMPipeline",
-            "parity": f"max pixel difference {max(differences):.1e} over {len(SPEED_RUNS)} runs (same weights, noise and generator)",
-            "speed": f"{min(ratios.values()):.2f}-{max(ratios.values()):.2f}x diffusers' time per image",
-            "quality": f"DDIM-50: FD {ddim50.frechet_distance:.1f} (real digits {ddim50.real_frechet_distance:.1f}), confidence {ddim50.mean_confidence:.2f} (real {ddim50.real_mean_confidence:.2f}), {ddim50.classes_present}/10 digits",
-        }],
+        "summary": [
+            {
+                "model": "UNet + DDPM and DDIM samplers (ours)",
+                "reference": "diffusers UNet2DModel with DDPMPipeline / DDIMPipeline",
+                "parity": (
+                    f"max pixel difference {max(differences):.1e} over {len(SPEED_RUNS)} runs (same weights, noise "
+                    "and generator)"
+                ),
+                "speed": f"{min(ratios.values()):.2f}-{max(ratios.values()):.2f}x diffusers' time per image",
+                "quality": (
+                    f"DDIM-50: FD {ddim50.frechet_distance:.1f} (real digits {ddim50.real_frechet_distance:.1f}), "
+                    f"confidence {ddim50.mean_confidence:.2f} (real {ddim50.real_mean_confidence:.2f}), "
+                    f"{ddim50.classes_present}/10 digits"
+                ),
+            }
+        ],
         "tables": [
             {
-                "title": "Sample quality of the shipped checkpoint by the shared digit metric (a small MNIST classifier stands in for Inception, whose weights need a download); "
-                "\"real digits' FD\" is what the same number of real training digits score against the held-out ones",
-                "columns": ["sampler", "samples", "FD", "real digits' FD", "mean confidence", "real digits' confidence", "confident (> 0.9)", "digits present", "time per image (ours)"],
+                "title": "Sample quality of the shipped checkpoint by the shared digit metric (a small MNIST classifier "
+                "stands in for Inception, whose weights need a download); "
+                '"real digits\' FD" is what the same number of real training digits score against the held-out ones',
+                "columns": [
+                    "sampler",
+                    "samples",
+                    "FD",
+                    "real digits' FD",
+                    "mean confidence",
+                    "real digits' confidence",
+                    "confident (> 0.9)",
+                    "digits present",
+                    "time per image (ours)",
+                ],
                 "rows": quality_rows,
             },
             {
-                "title": f"Time per image, ours vs the diffusers pipeline, same weights, steps and noise (median of {REPEATS}; ours keeps its weights channels-last)",
-                "columns": ["sampler", "images per batch", "ours", "diffusers", "ours speed / diffusers", "max pixel difference"],
+                "title": (
+                    "Time per image, ours vs the diffusers pipeline, same weights, steps and noise (median of "
+                    f"{REPEATS}; ours keeps its weights channels-last)"
+                ),
+                "columns": [
+                    "sampler",
+                    "images per batch",
+                    "ours",
+                    "diffusers",
+                    "ours speed / diffusers",
+                    "max pixel difference",
+                ],
                 "rows": speed_rows,
             },
         ],
         "images": [
             {"caption": "64 DDIM-50 samples of the shipped checkpoint", "path": f"bench/results/{grid_path.name}"},
-            {"caption": "The same 16 starting noises through DDIM-20, DDIM-50 and DDPM-1000 (one row each)", "path": f"bench/results/{comparison_path.name}"},
+            {
+                "caption": "The same 16 starting noises through DDIM-20, DDIM-50 and DDPM-1000 (one row each)",
+                "path": f"bench/results/{comparison_path.name}",
+            },
         ],
     }

@@ -54,13 +54,22 @@ def bytes_read_per_step(model: torch.nn.Module) -> int:
     return sum(tensors.values())
 
 
-def generation_seconds(models: sbs.TextModels, int8_gpt, prompts: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+def generation_seconds(
+    models: sbs.TextModels, int8_gpt, prompts: torch.Tensor
+) -> dict[str, tuple[float, torch.Tensor]]:
     """Median seconds and output of NEW_TOKENS greedy tokens for ours (fp32 and int8) and HF generate,
     the three run in turn so that machine noise hits them alike."""
     runners = {
         "ours": lambda: models.gpt.generate(prompts, NEW_TOKENS, temperature=0),
         "ours int8": lambda: int8_gpt.generate(prompts, NEW_TOKENS, temperature=0),
-        "hf": lambda: models.hf_gpt.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=models.eot_id),
+        "hf": lambda: models.hf_gpt.generate(
+            prompts,
+            attention_mask=torch.ones_like(prompts),
+            do_sample=False,
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            pad_token_id=models.eot_id,
+        ),
     }
     timings, outputs = {name: [] for name in runners}, {}
     for _ in range(REPEATS):
@@ -116,7 +125,17 @@ def run() -> dict:
                 identical_everywhere &= identical
                 ratios[batch] = rate / reference_rate
             mode = "fp32 (exact)" if name == "ours" else "int8 weights (approximate)"
-            speed_rows.append([batch, mode, f"{rate:,.0f}", f"{reference_rate:,.0f}", f"{rate / reference_rate:.2f}x", f"{rate / bound:.0%}", "yes" if identical else "no"])
+            speed_rows.append(
+                [
+                    batch,
+                    mode,
+                    f"{rate:,.0f}",
+                    f"{reference_rate:,.0f}",
+                    f"{rate / reference_rate:.2f}x",
+                    f"{rate / bound:.0%}",
+                    "yes" if identical else "no",
+                ]
+            )
 
     # Tokenizer.
     hf_identical = models.hf_tokenizer.encode(split.validation) == validation_ids
@@ -125,17 +144,59 @@ def run() -> dict:
     return {
         "topic": "textgen",
         "title": "Text generation",
-        "summary": [{
-            "model": f"GPT, {models.gpt.num_parameters() / 1e6:.1f} M parameters, own byte-level BPE",
-            "reference": "transformers GPT2LMHeadModel.generate",
-            "parity": f"max |Δlogit| {max_logit_difference:.1e}; greedy tokens {'identical' if identical_everywhere else 'differ'}",
-            "speed": f"{ratios[1]:.2f}x HF at batch 1, {ratios[8]:.2f}x at batch 8",
-            "quality": f"{gpt_bits:.3f} bits/char held out (best baseline {best_baseline:.3f})",
-        }],
-        "tables": [
-            {"title": "Held-out bits per character (same split, same BPE tokens; lower is better)", "columns": ["model", "bits/char"], "rows": [[name, f"{value:.3f}"] for name, value in bits.items()]},
-            {"title": f"Greedy generation, {PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens, {THREADS} threads, median of {REPEATS}", "columns": ["batch", "our weights", "ours tokens/s", "HF tokens/s", "ours / HF", "ours / bandwidth bound", "greedy tokens identical to HF"], "rows": speed_rows},
-            {"title": "Tokenizer", "columns": ["vocabulary", "characters per token (held out)", "transformers ids identical on the held-out text", "n-gram order chosen on held-out text"], "rows": [[tokenizer.vocab_size, f"{characters / len(validation_ids):.2f}", "yes" if hf_identical else "no", order]]},
+        "summary": [
+            {
+                "model": f"GPT, {models.gpt.num_parameters() / 1e6:.1f} M parameters, own byte-level BPE",
+                "reference": "transformers GPT2LMHeadModel.generate",
+                "parity": (
+                    f"max |Δlogit| {max_logit_difference:.1e}; greedy tokens "
+                    f"{'identical' if identical_everywhere else 'differ'}"
+                ),
+                "speed": f"{ratios[1]:.2f}x HF at batch 1, {ratios[8]:.2f}x at batch 8",
+                "quality": f"{gpt_bits:.3f} bits/char held out (best baseline {best_baseline:.3f})",
+            }
         ],
-        "images": [{"caption": "Training curves of the shipped GPT and LSTM", "path": "checkpoints/textgen/loss_curve.png"}],
+        "tables": [
+            {
+                "title": "Held-out bits per character (same split, same BPE tokens; lower is better)",
+                "columns": ["model", "bits/char"],
+                "rows": [[name, f"{value:.3f}"] for name, value in bits.items()],
+            },
+            {
+                "title": (
+                    f"Greedy generation, {PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens, {THREADS} threads, "
+                    f"median of {REPEATS}"
+                ),
+                "columns": [
+                    "batch",
+                    "our weights",
+                    "ours tokens/s",
+                    "HF tokens/s",
+                    "ours / HF",
+                    "ours / bandwidth bound",
+                    "greedy tokens identical to HF",
+                ],
+                "rows": speed_rows,
+            },
+            {
+                "title": "Tokenizer",
+                "columns": [
+                    "vocabulary",
+                    "characters per token (held out)",
+                    "transformers ids identical on the held-out text",
+                    "n-gram order chosen on held-out text",
+                ],
+                "rows": [
+                    [
+                        tokenizer.vocab_size,
+                        f"{characters / len(validation_ids):.2f}",
+                        "yes" if hf_identical else "no",
+                        order,
+                    ]
+                ],
+            },
+        ],
+        "images": [
+            {"caption": "Training curves of the shipped GPT and LSTM", "path": "checkpoints/textgen/loss_curve.png"}
+        ],
     }

@@ -65,7 +65,9 @@ def reconstruction_picture(path: Path) -> Path:
     """Held-out digits, one per column; rows: the digit, what the encoder sees, ours, transformers
     (through the tab's engine, seed = column)."""
     digits, pair = mnist5k(), sbs.autoencoders(sbs.SHIPPED)
-    columns = [int(np.flatnonzero(digits.validation_labels == digit)[1]) for digit in range(EXAMPLES)]  # the tab shows the first of each
+    columns = [
+        int(np.flatnonzero(digits.validation_labels == digit)[1]) for digit in range(EXAMPLES)
+    ]  # the tab shows the first of each
     rows = {"image": [], "masked": [], "ours": [], "reference": []}
     for seed, index in enumerate(columns):
         image = prepare_image(Image.fromarray(digits.validation_images[index], "L"), pair.preprocessing)
@@ -79,7 +81,10 @@ def reconstruction_picture(path: Path) -> Path:
 def run() -> dict:
     torch.set_num_threads(THREADS)
     digits = mnist5k()
-    pixels, labels = to_unit_batch(digits.validation_images), torch.from_numpy(digits.validation_labels)  # (500, 1, 28, 28)
+    pixels, labels = (
+        to_unit_batch(digits.validation_images),
+        torch.from_numpy(digits.validation_labels),
+    )  # (500, 1, 28, 28)
     report = json.loads((CHECKPOINT_DIR / "training_report.json").read_text())
 
     # Quality and parity of the classifiers.
@@ -87,12 +92,19 @@ def run() -> dict:
     hf_vit, hf_vit_eager = vit_to_hf(vit), vit_to_hf(vit, attn_implementation="eager")
     accuracies = {"fine-tuned from the MAE (shipped)": accuracy(vit, pixels, labels)}
     if (CHECKPOINT_DIR / "vit_scratch").exists():
-        accuracies["from scratch, same recipe"] = accuracy(load_model(ViT, ViTConfig, CHECKPOINT_DIR / "vit_scratch"), pixels, labels)
+        accuracies["from scratch, same recipe"] = accuracy(
+            load_model(ViT, ViTConfig, CHECKPOINT_DIR / "vit_scratch"), pixels, labels
+        )
     with torch.inference_mode():
         logits, attentions = vit(pixels, return_attentions=True)
         reference = hf_vit_eager(pixel_values=pixels, output_attentions=True)
-        logit_difference = max((logits - reference.logits).abs().max().item(), (vit(pixels) - hf_vit(pixel_values=pixels).logits).abs().max().item())
-        attention_difference = max((ours - theirs).abs().max().item() for ours, theirs in zip(attentions, reference.attentions))
+        logit_difference = max(
+            (logits - reference.logits).abs().max().item(),
+            (vit(pixels) - hf_vit(pixel_values=pixels).logits).abs().max().item(),
+        )
+        attention_difference = max(
+            (ours - theirs).abs().max().item() for ours, theirs in zip(attentions, reference.attentions)
+        )
         hf_accuracy = (reference.logits.argmax(dim=-1) == labels).float().mean().item()
 
     # Quality and parity of the MAE, on the fixed masks of the training report.
@@ -105,9 +117,19 @@ def run() -> dict:
         output = hf_mae(pixel_values=pixels, noise=noise)
         patch = mae.config.patch_size
         errors = {
-            "ours": hidden_patch_mse(pixels, mae.reconstruct_image(pixels, predictions, mask), mask, patch).mean().item(),
-            "transformers": hidden_patch_mse(pixels, mae.reconstruct_image(pixels, output.logits, output.mask), output.mask, patch).mean().item(),
-            "average training digit": hidden_patch_mse(pixels, to_unit_batch(digits.train_images).mean(dim=0, keepdim=True).expand_as(pixels), mask, patch).mean().item(),
+            "ours": hidden_patch_mse(pixels, mae.reconstruct_image(pixels, predictions, mask), mask, patch)
+            .mean()
+            .item(),
+            "transformers": hidden_patch_mse(
+                pixels, mae.reconstruct_image(pixels, output.logits, output.mask), output.mask, patch
+            )
+            .mean()
+            .item(),
+            "average training digit": hidden_patch_mse(
+                pixels, to_unit_batch(digits.train_images).mean(dim=0, keepdim=True).expand_as(pixels), mask, patch
+            )
+            .mean()
+            .item(),
         }
         pixel_difference = (predictions - output.logits).abs().max().item()
         masks_identical = torch.equal(mask, output.mask)
@@ -117,14 +139,27 @@ def run() -> dict:
     speed_runs = {
         "ViT logits, batch 1": (lambda: vit(one), lambda: hf_vit(pixel_values=one)),
         "ViT logits, batch 64": (lambda: vit(batch), lambda: hf_vit(pixel_values=batch)),
-        "ViT logits and attention weights, batch 64 (eager)": (lambda: vit(batch, return_attentions=True), lambda: hf_vit_eager(pixel_values=batch, output_attentions=True)),
-        "MAE forward (loss, predictions, mask), batch 64": (lambda: mae(batch, noise[:64]), lambda: hf_mae(pixel_values=batch, noise=noise[:64])),
+        "ViT logits and attention weights, batch 64 (eager)": (
+            lambda: vit(batch, return_attentions=True),
+            lambda: hf_vit_eager(pixel_values=batch, output_attentions=True),
+        ),
+        "MAE forward (loss, predictions, mask), batch 64": (
+            lambda: mae(batch, noise[:64]),
+            lambda: hf_mae(pixel_values=batch, noise=noise[:64]),
+        ),
     }
     speed_rows, ratios = [], {}
     for name, (ours, theirs) in speed_runs.items():
         seconds = median_seconds({"ours": ours, "transformers": theirs})
         ratios[name] = seconds["transformers"] / seconds["ours"]
-        speed_rows.append([name, f"{seconds['ours'] * 1000:.2f} ms", f"{seconds['transformers'] * 1000:.2f} ms", f"{ratios[name]:.2f}x"])
+        speed_rows.append(
+            [
+                name,
+                f"{seconds['ours'] * 1000:.2f} ms",
+                f"{seconds['transformers'] * 1000:.2f} ms",
+                f"{ratios[name]:.2f}x",
+            ]
+        )
 
     picture = reconstruction_picture(RESULTS / "vit_mae_reconstructions.png")
     shipped = accuracies["fine-tuned from the MAE (shipped)"]
@@ -133,33 +168,58 @@ def run() -> dict:
     return {
         "topic": "vit_mae",
         "title": "ViT and MAE",
-        "summary": [{
-            "model": f"ViT fine-tuned from our MAE, patch {config.patch_size}, {config.num_hidden_layers} x {config.hidden_size} wide, "
-                     f"{sum(p.numel() for p in vit.parameters()) / 1e6:.2f} M parameters",
-            "reference": "transformers ViTForImageClassification and ViTMAEForPreTraining",
-            "parity": f"max |Δlogit| {logit_difference:.1e}, max |Δattention| {attention_difference:.1e}; MAE max |Δpixel| {pixel_difference:.1e}, "
-                      f"masks {'identical' if masks_identical else 'differ'}",
-            "speed": f"{ratios['ViT logits, batch 1']:.2f}x HF at ViT batch 1, {ratios['ViT logits, batch 64']:.2f}x at batch 64; "
-                     f"MAE {ratios['MAE forward (loss, predictions, mask), batch 64']:.2f}x",
-            "quality": f"{shipped:.1%} held-out accuracy" + (f" (from scratch {scratch:.1%})" if scratch is not None else "")
-                       + f"; MAE hidden-patch MSE {errors['ours']:.4f} at 75% (average digit {errors['average training digit']:.4f})",
-        }],
+        "summary": [
+            {
+                "model": f"ViT fine-tuned from our MAE, patch {config.patch_size}, {config.num_hidden_layers} x "
+                f"{config.hidden_size} wide, "
+                f"{sum(p.numel() for p in vit.parameters()) / 1e6:.2f} M parameters",
+                "reference": "transformers ViTForImageClassification and ViTMAEForPreTraining",
+                "parity": f"max |Δlogit| {logit_difference:.1e}, max |Δattention| {attention_difference:.1e}; MAE max "
+                f"|Δpixel| {pixel_difference:.1e}, "
+                f"masks {'identical' if masks_identical else 'differ'}",
+                "speed": f"{ratios['ViT logits, batch 1']:.2f}x HF at ViT batch 1, {ratios['ViT logits, batch 64']:.2f}x "
+                "at batch 64; "
+                f"MAE {ratios['MAE forward (loss, predictions, mask), batch 64']:.2f}x",
+                "quality": f"{shipped:.1%} held-out accuracy"
+                + (f" (from scratch {scratch:.1%})" if scratch is not None else "")
+                + f"; MAE hidden-patch MSE {errors['ours']:.4f} at 75% (average digit {errors['average training digit']:.4f})",
+            }
+        ],
         "tables": [
-            {"title": f"Held-out accuracy on the {len(labels)} held-out digits of MNIST-5k (trained on 4,500; the report of the training run says "
-                      f"{', '.join(f'{name} {value:.1%}' for name, value in report['held_out_accuracy'].items())})",
-             "columns": ["classifier", "ours", "transformers, same weights"],
-             "rows": [[name, f"{value:.1%}", f"{hf_accuracy:.1%}" if name.startswith("fine-tuned") else "-"] for name, value in accuracies.items()]},
-            {"title": f"MAE: mean squared error on the hidden patches of the held-out digits (pixels in [0, 1]), {MASK_RATIO:.0%} of the patches hidden, "
-                      f"the same noise for both (seed {report['held_out_reconstruction_mse']['noise_seed']})",
-             "columns": ["reconstruction", "MSE"],
-             "rows": [[name, f"{value:.4f}"] for name, value in errors.items()]},
-            {"title": f"Forward time, same weights, {THREADS} threads, median of {REPEATS} alternating runs",
-             "columns": ["what", "ours", "transformers", "ours speed / transformers"],
-             "rows": speed_rows},
+            {
+                "title": f"Held-out accuracy on the {len(labels)} held-out digits of MNIST-5k (trained on 4,500; the "
+                "report of the training run says "
+                f"{', '.join(f'{name} {value:.1%}' for name, value in report['held_out_accuracy'].items())})",
+                "columns": ["classifier", "ours", "transformers, same weights"],
+                "rows": [
+                    [name, f"{value:.1%}", f"{hf_accuracy:.1%}" if name.startswith("fine-tuned") else "-"]
+                    for name, value in accuracies.items()
+                ],
+            },
+            {
+                "title": "MAE: mean squared error on the hidden patches of the held-out digits (pixels in [0, 1]), "
+                f"{MASK_RATIO:.0%} of the patches hidden, "
+                f"the same noise for both (seed {report['held_out_reconstruction_mse']['noise_seed']})",
+                "columns": ["reconstruction", "MSE"],
+                "rows": [[name, f"{value:.4f}"] for name, value in errors.items()],
+            },
+            {
+                "title": f"Forward time, same weights, {THREADS} threads, median of {REPEATS} alternating runs",
+                "columns": ["what", "ours", "transformers", "ours speed / transformers"],
+                "rows": speed_rows,
+            },
         ],
         "images": [
-            {"caption": f"Held-out digits, {MASK_RATIO:.0%} of the patches hidden: the digit, what the encoder sees, our MAE, transformers (same weights and noise)",
-             "path": f"bench/results/{picture.name}"},
-            {"caption": "Training curves of the shipped MAE and classifiers", "path": "checkpoints/vit_mae/training_curves.png"},
+            {
+                "caption": (
+                    f"Held-out digits, {MASK_RATIO:.0%} of the patches hidden: the digit, what the encoder sees, "
+                    "our MAE, transformers (same weights and noise)"
+                ),
+                "path": f"bench/results/{picture.name}",
+            },
+            {
+                "caption": "Training curves of the shipped MAE and classifiers",
+                "path": "checkpoints/vit_mae/training_curves.png",
+            },
         ],
     }

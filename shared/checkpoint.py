@@ -67,7 +67,9 @@ def looks_like_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and not name.startswith((".", "~")) and not os.path.isabs(name)
 
 
-def resolve_folder(name_or_path: str | os.PathLike, train_command: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+def resolve_folder(
+    name_or_path: str | os.PathLike, train_command: str | None = None, allow_patterns: list[str] | None = None
+) -> Path:
     """A local folder as it is, or a Hub repository downloaded into the cache; else a `CheckpointError`.
 
     `train_command` is quoted in the error for a missing local folder (how to make the checkpoint).
@@ -81,7 +83,9 @@ def resolve_folder(name_or_path: str | os.PathLike, train_command: str | None = 
     reason = hub_offline_reason()
     if reason is not None:
         hint = f", or create a local checkpoint with `{train_command}`" if train_command else ""
-        raise CheckpointError(f"{name!r} is not a local folder and the Hugging Face Hub is unavailable ({reason}). Connect to the internet{hint}.")
+        raise CheckpointError(
+            f"{name!r} is not a local folder and the Hugging Face Hub is unavailable ({reason}). Connect to the internet{hint}."
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -95,7 +99,13 @@ def _config_to_dict(config: Any) -> dict:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
 
-def save_model(model: torch.nn.Module, config: Any, folder: str | os.PathLike, dtype: torch.dtype | None = None, extra_config: dict | None = None) -> Path:
+def save_model(
+    model: torch.nn.Module,
+    config: Any,
+    folder: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    extra_config: dict | None = None,
+) -> Path:
     """Write `config.json` (the config dataclass as JSON, plus `extra_config`) and `model.safetensors`.
 
     `dtype=torch.float16` halves the file; tied weights are stored once."""
@@ -118,7 +128,13 @@ def read_config(folder: Path, config_class: type) -> Any:
     return config_class(**{key: value for key, value in values.items() if key in names})
 
 
-def load_model(model_class: type[ModelT], config_class: type, name_or_path: str | os.PathLike, train_command: str | None = None, device: torch.device | str = "cpu") -> ModelT:
+def load_model(
+    model_class: type[ModelT],
+    config_class: type,
+    name_or_path: str | os.PathLike,
+    train_command: str | None = None,
+    device: torch.device | str = "cpu",
+) -> ModelT:
     """Build `model_class(config)` from a checkpoint folder or Hub id and load its weights in fp32."""
     folder = resolve_folder(name_or_path, train_command, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, "*.json"])
     weights = folder / WEIGHTS_FILE
@@ -130,11 +146,22 @@ def load_model(model_class: type[ModelT], config_class: type, name_or_path: str 
     except Exception as error:  # safetensors raises several types for a corrupt or mismatched file
         raise CheckpointError(f"{weights} could not be read as our {model_class.__name__}: {error}") from error
     if missing or unexpected:
-        raise CheckpointError(f"{weights} does not match {model_class.__name__}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.")
+        raise CheckpointError(
+            (
+                f"{weights} does not match {model_class.__name__}: missing {sorted(missing)[:5]}, unexpected "
+                f"{sorted(unexpected)[:5]}."
+            )
+        )
     return model.float().to(device).eval()
 
 
-def load_transformers_model(name_or_path: str | os.PathLike, model_class: type, model_type: str, allow_patterns: list[str], description: str | None = None):
+def load_transformers_model(
+    name_or_path: str | os.PathLike,
+    model_class: type,
+    model_type: str,
+    allow_patterns: list[str],
+    description: str | None = None,
+):
     """A `transformers` model of `model_class` (say GPT2LMHeadModel) from a Hub id (needs the network)
     or a folder written by its `save_pretrained`, from safetensors weights only (never a pickle).
 

@@ -26,13 +26,27 @@ class ResnetBlock(nn.Module):
     embedding is added in between (or, with `time_scale_shift`, scales and shifts the second norm);
     with `time_channels=None` the block has no time input at all (diffusers' `temb_channels=None`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, time_channels: int | None, groups: int, eps: float, dropout: float = 0.0, time_scale_shift: bool = False, output_scale_factor: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        time_channels: int | None,
+        groups: int,
+        eps: float,
+        dropout: float = 0.0,
+        time_scale_shift: bool = False,
+        output_scale_factor: float = 1.0,
+    ):
         super().__init__()
         self.time_scale_shift = time_scale_shift
         self.output_scale_factor = output_scale_factor
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.time_emb_proj = nn.Linear(time_channels, out_channels * (2 if time_scale_shift else 1)) if time_channels is not None else None
+        self.time_emb_proj = (
+            nn.Linear(time_channels, out_channels * (2 if time_scale_shift else 1))
+            if time_channels is not None
+            else None
+        )
         self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
@@ -58,7 +72,15 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention over the H*W pixels, with a residual connection; `head_dim=None` gives one
     head as wide as the channels (what diffusers' VAE encoder and decoder use)."""
 
-    def __init__(self, channels: int, head_dim: int | None, groups: int, eps: float, output_scale_factor: float = 1.0, normalize: bool = True):
+    def __init__(
+        self,
+        channels: int,
+        head_dim: int | None,
+        groups: int,
+        eps: float,
+        output_scale_factor: float = 1.0,
+        normalize: bool = True,
+    ):
         super().__init__()
         head_dim = head_dim or channels
         self.heads = channels // head_dim
@@ -74,9 +96,13 @@ class SelfAttention(nn.Module):
         h = self.group_norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
 
         def split_heads(projection: torch.Tensor) -> torch.Tensor:
-            return projection.view(batch, -1, self.heads, projection.shape[-1] // self.heads).transpose(1, 2)  # (B, heads, HW, d)
+            return projection.view(batch, -1, self.heads, projection.shape[-1] // self.heads).transpose(
+                1, 2
+            )  # (B, heads, HW, d)
 
-        h = F.scaled_dot_product_attention(split_heads(self.to_q(h)), split_heads(self.to_k(h)), split_heads(self.to_v(h)))
+        h = F.scaled_dot_product_attention(
+            split_heads(self.to_q(h)), split_heads(self.to_k(h)), split_heads(self.to_v(h))
+        )
         h = self.to_out[0](h.transpose(1, 2).reshape(batch, height * width, -1))  # (B, HW, C)
         return (x + h.transpose(1, 2).reshape(batch, channels, height, width)) / self.output_scale_factor
 

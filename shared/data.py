@@ -38,7 +38,9 @@ def _gensim_test_file(name: str) -> str:
 
     path = datapath(name)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{name} is missing from gensim's test data; reinstall gensim (pip install -r requirements.txt).")
+        raise FileNotFoundError(
+            f"{name} is missing from gensim's test data; reinstall gensim (pip install -r requirements.txt)."
+        )
     return path
 
 

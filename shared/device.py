@@ -36,9 +36,13 @@ def pick_device(preference: str = "auto") -> torch.device:
             return torch.device("cuda")
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was requested but no CUDA GPU is visible to PyTorch; use --device auto or cpu.")
+        raise DeviceError(
+            "--device cuda was requested but no CUDA GPU is visible to PyTorch; use --device auto or cpu."
+        )
     if preference == "mps" and not _mps_available():
-        raise DeviceError("--device mps was requested but Apple's MPS backend is not available; use --device auto or cpu.")
+        raise DeviceError(
+            "--device mps was requested but Apple's MPS backend is not available; use --device auto or cpu."
+        )
     return torch.device(preference)
 
 
@@ -77,11 +81,22 @@ def describe() -> dict[str, str]:
     device = current_device()
     info = {
         "device": str(device),
-        "device name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "CPU threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
     }
-    for package in ("torch", "transformers", "diffusers", "gradio", "scikit-learn", "gensim", "xgboost-cpu", "lightgbm"):
+    for package in (
+        "torch",
+        "transformers",
+        "diffusers",
+        "gradio",
+        "scikit-learn",
+        "gensim",
+        "xgboost-cpu",
+        "lightgbm",
+    ):
         try:
             info[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -87,7 +87,12 @@ class DigitClassifier(nn.Module):
         super().__init__()
         blocks, in_channels = [], 1
         for out_channels in config.channels:  # no conv bias: the BatchNorm shift right after it does that job
-            blocks += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2)]
+            blocks += [
+                nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             in_channels = out_channels
         self.convolutions = nn.Sequential(*blocks)
         side = IMAGE_SIZE // 2 ** len(config.channels)
@@ -121,12 +126,16 @@ def prepare_images(images: ImageBatch, value_range: tuple[float, float] = (0, 1)
     """
     batch = to_unit_batch(images, value_range)  # (N, C, H, W)
     if batch.shape[1] != 1:
-        raise ValueError(f"Expected grayscale images with 1 channel, got {batch.shape[1]} channels (shape {tuple(batch.shape)}).")
+        raise ValueError(
+            f"Expected grayscale images with 1 channel, got {batch.shape[1]} channels (shape {tuple(batch.shape)})."
+        )
     height, width = batch.shape[-2:]
     if (height, width) == (IMAGE_SIZE + 4, IMAGE_SIZE + 4):
         return batch[:, :, 2:-2, 2:-2].contiguous()
     if (height, width) != (IMAGE_SIZE, IMAGE_SIZE):
-        batch = F.interpolate(batch, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        batch = F.interpolate(
+            batch, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False
+        ).clamp(0, 1)
     return batch
 
 
@@ -143,7 +152,9 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), the Fréchet distance of N(mu1, S1) and N(mu2, S2).
 
     S1 S2 is not symmetric, but it is similar to the positive semi-definite S1^(1/2) S2 S1^(1/2), so
@@ -152,14 +163,29 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     dimensions), non-finite values; then `eps` is added to both diagonals, as pytorch-fid does.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64)), np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, dtype=np.float64)),
+        np.atleast_2d(np.asarray(sigma2, dtype=np.float64)),
+    )
     dimension = mu1.shape[0]
-    if mu1.shape != (dimension,) or mu2.shape != (dimension,) or sigma1.shape != (dimension, dimension) or sigma2.shape != (dimension, dimension):
-        raise ValueError(f"Expected two means of shape (D,) and two covariances of shape (D, D), got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}.")
+    if (
+        mu1.shape != (dimension,)
+        or mu2.shape != (dimension,)
+        or sigma1.shape != (dimension, dimension)
+        or sigma2.shape != (dimension, dimension)
+    ):
+        raise ValueError(
+            (
+                f"Expected two means of shape (D,) and two covariances of shape (D, D), got {mu1.shape}, "
+                f"{sigma1.shape}, {mu2.shape}, {sigma2.shape}."
+            )
+        )
     # One BLAS thread: a 128x128 problem is too small to share, and on a busy machine OpenBLAS's
     # waiting threads made it tens of times slower in our tests.
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)  # singular covariances (N <= D) are expected; checked below
+        warnings.simplefilter(
+            "ignore", scipy.linalg.LinAlgWarning
+        )  # singular covariances (N <= D) are expected; checked below
         covariance_root = scipy.linalg.sqrtm(sigma1 @ sigma2)
         if not np.isfinite(covariance_root).all():
             offset = eps * np.eye(dimension)
@@ -167,7 +193,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if np.iscomplexobj(covariance_root):
         largest_imaginary = np.abs(np.diagonal(covariance_root).imag).max()
         if largest_imaginary > 1e-3:
-            raise ValueError(f"The matrix square root has an imaginary part of {largest_imaginary:.3g}; are both covariances positive semi-definite?")
+            raise ValueError(
+                (
+                    f"The matrix square root has an imaginary part of {largest_imaginary:.3g}; are both covariances "
+                    "positive semi-definite?"
+                )
+            )
         covariance_root = covariance_root.real
     difference = mu1 - mu2
     distance = difference @ difference + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covariance_root)
@@ -231,14 +262,21 @@ class QualityReport:
         return (
             f"FD {self.frechet_distance:.2f} (real digits: {self.real_frechet_distance:.2f}) · "
             f"confidence {self.mean_confidence:.3f} (real: {self.real_mean_confidence:.3f}) · "
-            f"{self.confident_fraction:.0%} confident · {self.classes_present}/{NUM_CLASSES} classes · {self.sample_count} samples"
+            f"{self.confident_fraction:.0%} confident · {self.classes_present}/{NUM_CLASSES} classes · "
+            f"{self.sample_count} samples"
         )
 
 
 class ImageQualityMetric:
     """The shipped classifier plus the feature statistics of real digits, computed once on creation."""
 
-    def __init__(self, checkpoint: str | os.PathLike = CHECKPOINT_DIR, device: torch.device | str = "cpu", batch_size: int = 500, reference_draws: int = 5):
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike = CHECKPOINT_DIR,
+        device: torch.device | str = "cpu",
+        batch_size: int = 500,
+        reference_draws: int = 5,
+    ):
         self.model = load_model(DigitClassifier, DigitClassifierConfig, checkpoint, TRAIN_COMMAND, device)
         self.device, self.batch_size, self.reference_draws = torch.device(device), batch_size, reference_draws
         split = mnist5k()
@@ -263,7 +301,16 @@ class ImageQualityMetric:
         count = min(count, len(self.train_features))
         generator = np.random.default_rng(REFERENCE_SEED)
         draws = 1 if count == len(self.train_features) else self.reference_draws
-        distances = [frechet_distance(*gaussian_statistics(self.train_features[generator.choice(len(self.train_features), count, replace=False)]), self.real_mu, self.real_sigma) for _ in range(draws)]
+        distances = [
+            frechet_distance(
+                *gaussian_statistics(
+                    self.train_features[generator.choice(len(self.train_features), count, replace=False)]
+                ),
+                self.real_mu,
+                self.real_sigma,
+            )
+            for _ in range(draws)
+        ]
         return float(np.mean(distances))
 
     def report(self, images: ImageBatch, value_range: tuple[float, float] = (0, 1)) -> QualityReport:
@@ -308,9 +355,16 @@ def random_affine(images: torch.Tensor, max_shift: float = 2.0, max_degrees: flo
     count, _, height, width = images.shape
     angle = (torch.rand(count, device=images.device) * 2 - 1) * np.deg2rad(max_degrees)  # (B,)
     # affine_grid measures translations in half-widths: a shift of s pixels is 2 s / width
-    shift = (torch.rand(count, 2, device=images.device) * 2 - 1) * max_shift * 2 / torch.tensor([width, height], device=images.device)  # (B, 2)
+    shift = (
+        (torch.rand(count, 2, device=images.device) * 2 - 1)
+        * max_shift
+        * 2
+        / torch.tensor([width, height], device=images.device)
+    )  # (B, 2)
     cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1)  # (B, 2, 3)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
+    )  # (B, 2, 3)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, align_corners=False)
 
@@ -324,14 +378,23 @@ def accuracy(model: DigitClassifier, images: ImageBatch, labels: np.ndarray) -> 
     return float((predictions == np.asarray(labels)).mean())
 
 
-def train_digit_classifier(config: DigitClassifierConfig | None = None, epochs: int = 20, batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0, mixed_precision: str = "no") -> tuple[DigitClassifier, list[dict]]:
+def train_digit_classifier(
+    config: DigitClassifierConfig | None = None,
+    epochs: int = 20,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    mixed_precision: str = "no",
+) -> tuple[DigitClassifier, list[dict]]:
     """Train on the 4,500 MNIST-5k training digits with random shifts and rotations; Adam with a
     one-cycle learning-rate schedule (Smith & Topin 2017). Returns the model (CPU, eval mode) and a
     per-epoch log with the held-out accuracy."""
     accelerator = seeded_accelerator(mixed_precision, seed)  # the same weights on every run on one machine
     split = mnist5k()
     train_set = torch.utils.data.TensorDataset(prepare_images(split.train_images), torch.from_numpy(split.train_labels))
-    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     model = DigitClassifier(config or DigitClassifierConfig())
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=epochs * len(loader))
@@ -348,7 +411,14 @@ def train_digit_classifier(config: DigitClassifierConfig | None = None, epochs: 
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
         held_out = accuracy(accelerator.unwrap_model(model), split.validation_images, split.validation_labels)
-        log.append({"epoch": epoch + 1, "train_loss": round(loss.item(), 4), "held_out_accuracy": held_out, "seconds": round(time.perf_counter() - started, 1)})
+        log.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(loss.item(), 4),
+                "held_out_accuracy": held_out,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
         progress.set_postfix(loss=log[-1]["train_loss"], held_out=f"{held_out:.3f}")
     return accelerator.unwrap_model(model).cpu().float().eval(), log
 
@@ -362,13 +432,26 @@ def seen_versus_unseen(metric: ImageQualityMetric, draws: int = 5) -> dict[str, 
     for _ in range(draws):
         order = generator.permutation(len(held_out_features))
         training = metric.train_features[generator.choice(len(metric.train_features), half, replace=False)]
-        seen.append(frechet_distance(*gaussian_statistics(training), *gaussian_statistics(held_out_features[order[:half]])))
-        unseen.append(frechet_distance(*gaussian_statistics(held_out_features[order[half:]]), *gaussian_statistics(held_out_features[order[:half]])))
-    return {"training_vs_held_out": round(float(np.mean(seen)), 2), "held_out_vs_held_out": round(float(np.mean(unseen)), 2), "digits_per_side": half}
+        seen.append(
+            frechet_distance(*gaussian_statistics(training), *gaussian_statistics(held_out_features[order[:half]]))
+        )
+        unseen.append(
+            frechet_distance(
+                *gaussian_statistics(held_out_features[order[half:]]),
+                *gaussian_statistics(held_out_features[order[:half]]),
+            )
+        )
+    return {
+        "training_vs_held_out": round(float(np.mean(seen)), 2),
+        "held_out_vs_held_out": round(float(np.mean(unseen)), 2),
+        "digits_per_side": half,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Train the digit classifier behind shared.image_metric and write its checkpoint.")
+    parser = argparse.ArgumentParser(
+        description="Train the digit classifier behind shared.image_metric and write its checkpoint."
+    )
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -379,7 +462,14 @@ def main(argv: list[str] | None = None) -> dict:
     arguments = parser.parse_args(argv)
     started = time.perf_counter()
     config = DigitClassifierConfig()
-    model, log = train_digit_classifier(config, arguments.epochs, arguments.batch_size, arguments.learning_rate, arguments.seed, arguments.mixed_precision)
+    model, log = train_digit_classifier(
+        config,
+        arguments.epochs,
+        arguments.batch_size,
+        arguments.learning_rate,
+        arguments.seed,
+        arguments.mixed_precision,
+    )
     save_model(model, config, arguments.out, dtype=torch.float16)  # 260 kB instead of 520 kB
     metric = ImageQualityMetric(arguments.out)  # measure what users get: the fp16 weights read back as fp32
     split = mnist5k()
@@ -390,13 +480,28 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "held_out_accuracy": accuracy(metric.model, split.validation_images, split.validation_labels),
         "real_mean_confidence": round(metric.real_mean_confidence, 4),
-        "real_frechet_distance": {str(count): round(metric.real_frechet_distance(count), 3) for count in (100, 500, 1000, 4500)},
+        "real_frechet_distance": {
+            str(count): round(metric.real_frechet_distance(count), 3) for count in (100, 500, 1000, 4500)
+        },
         "reference_check": seen_versus_unseen(metric),
         "config": asdict(config),
         "log": log,
     }
     (arguments.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({key: report[key] for key in ("seconds", "held_out_accuracy", "real_mean_confidence", "real_frechet_distance", "reference_check")}))
+    print(
+        json.dumps(
+            {
+                key: report[key]
+                for key in (
+                    "seconds",
+                    "held_out_accuracy",
+                    "real_mean_confidence",
+                    "real_frechet_distance",
+                    "reference_check",
+                )
+            }
+        )
+    )
     return report
 
 

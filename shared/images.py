@@ -28,7 +28,12 @@ def to_unit_batch(images: ImageBatch, value_range: tuple[float, float] = (0, 1))
     if not isinstance(batch, torch.Tensor):
         raise ValueError(f"Expected a torch tensor or a numpy array of images, got {type(images).__name__}.")
     if batch.ndim not in (3, 4):
-        raise ValueError(f"Expected images of shape (N, H, W) or (N, C, H, W), got shape {tuple(batch.shape)}; a single image needs a batch axis (images[None]).")
+        raise ValueError(
+            (
+                f"Expected images of shape (N, H, W) or (N, C, H, W), got shape {tuple(batch.shape)}; a single "
+                "image needs a batch axis (images[None])."
+            )
+        )
     if batch.shape[0] == 0:
         raise ValueError("Expected at least one image, got an empty batch.")
     batch = batch.detach().cpu()
@@ -47,11 +52,23 @@ def to_unit_batch(images: ImageBatch, value_range: tuple[float, float] = (0, 1))
     smallest, largest = batch.min().item(), batch.max().item()
     if smallest < -0.5 or largest > 1.5:  # half a range beyond either end: not overshoot, a wrong range
         found = (low + smallest * (high - low), low + largest * (high - low))
-        raise ValueError(f"Float images span {found[0]:.3g}..{found[1]:.3g}, far outside value_range={value_range}; pass the range they use (uint8 for 0-255, value_range=(-1, 1) for [-1, 1]).")
+        raise ValueError(
+            (
+                f"Float images span {found[0]:.3g}..{found[1]:.3g}, far outside value_range={value_range}; pass the "
+                "range they use (uint8 for 0-255, value_range=(-1, 1) for [-1, 1])."
+            )
+        )
     return batch.clamp(0, 1)
 
 
-def image_grid(images: ImageBatch, columns: int | None = None, padding: int = 2, value_range: tuple[float, float] = (0, 1), scale: int = 1, pad_value: float = 0.5) -> np.ndarray:
+def image_grid(
+    images: ImageBatch,
+    columns: int | None = None,
+    padding: int = 2,
+    value_range: tuple[float, float] = (0, 1),
+    scale: int = 1,
+    pad_value: float = 0.5,
+) -> np.ndarray:
     """Tile a batch into one uint8 picture: (H, W) for grayscale images, (H, W, 3) for RGB.
 
     `columns` defaults to a near-square layout; `padding` pixels of grey (`pad_value`, in [0, 1]) frame
@@ -64,9 +81,13 @@ def image_grid(images: ImageBatch, columns: int | None = None, padding: int = 2,
         raise ValueError(f"Expected 1 (grayscale) or 3 (RGB) channels, got {channels}.")
     columns = columns or math.ceil(math.sqrt(count))
     if columns < 1 or padding < 0 or scale < 1:
-        raise ValueError(f"Need columns >= 1, padding >= 0 and scale >= 1; got columns={columns}, padding={padding}, scale={scale}.")
+        raise ValueError(
+            f"Need columns >= 1, padding >= 0 and scale >= 1; got columns={columns}, padding={padding}, scale={scale}."
+        )
     rows = math.ceil(count / columns)
-    grid = torch.full((channels, rows * (height + padding) + padding, columns * (width + padding) + padding), float(pad_value))
+    grid = torch.full(
+        (channels, rows * (height + padding) + padding, columns * (width + padding) + padding), float(pad_value)
+    )
     for index, image in enumerate(batch):
         top = padding + (index // columns) * (height + padding)
         left = padding + (index % columns) * (width + padding)

@@ -44,7 +44,11 @@ def markdown_table(columns: list[str] | tuple[str, ...], rows: list[list]) -> st
 
 def summary_table(results: list[dict]) -> str:
     """The comparison table of all topics (ours vs reference: parity, speed, quality)."""
-    rows = [[result["title"]] + [entry.get(column, "") for column in SUMMARY_COLUMNS[1:]] for result in results for entry in result.get("summary", [])]
+    rows = [
+        [result["title"]] + [entry.get(column, "") for column in SUMMARY_COLUMNS[1:]]
+        for result in results
+        for entry in result.get("summary", [])
+    ]
     if not rows:
         return "_No benchmark results yet: run `python -m bench`._"
     return markdown_table([column.capitalize() for column in SUMMARY_COLUMNS], rows)

@@ -34,8 +34,10 @@ def files_to_upload(root: Path = ROOT) -> list[str]:
     """Repository-relative paths of the tracked files a Space needs (no tests, caches or venvs)."""
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
     return sorted(
-        path for path in tracked
-        if any(fnmatch.fnmatch(path, pattern) for pattern in UPLOADED) and not any(fnmatch.fnmatch(path, pattern) for pattern in EXCLUDED)
+        path
+        for path in tracked
+        if any(fnmatch.fnmatch(path, pattern) for pattern in UPLOADED)
+        and not any(fnmatch.fnmatch(path, pattern) for pattern in EXCLUDED)
     )
 
 

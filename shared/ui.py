@@ -18,7 +18,14 @@ def _badge(text: str, colour: str) -> str:
     return f'<span style="{BADGE_STYLE}background:{colour}">{html.escape(text)}</span>'
 
 
-def comparison_badges(ours_seconds: float | None = None, reference_seconds: float | None = None, max_abs_diff: float | None = None, tolerance: float | None = None, identical: bool | None = None, identical_label: str = "outputs identical") -> str:
+def comparison_badges(
+    ours_seconds: float | None = None,
+    reference_seconds: float | None = None,
+    max_abs_diff: float | None = None,
+    tolerance: float | None = None,
+    identical: bool | None = None,
+    identical_label: str = "outputs identical",
+) -> str:
     """HTML badges: our time, the reference's time, the speed ratio, the max difference against a
     tolerance, and whether discrete outputs (tokens, indices) are identical."""
     badges = []
@@ -34,7 +41,12 @@ def comparison_badges(ours_seconds: float | None = None, reference_seconds: floa
         limit = f" (tolerance {tolerance:.0e})" if tolerance is not None else ""
         badges.append(_badge(f"max |difference| {max_abs_diff:.2e}{limit}", GOOD if within else BAD))
     if identical is not None:
-        badges.append(_badge(identical_label if identical else identical_label.replace("identical", "differ"), GOOD if identical else BAD))
+        badges.append(
+            _badge(
+                identical_label if identical else identical_label.replace("identical", "differ"),
+                GOOD if identical else BAD,
+            )
+        )
     return "<div>" + "".join(badges) + "</div>"
 
 
@@ -123,4 +135,6 @@ class ImageUpload(gr.Image):
             raise
         except Exception as error:  # noqa: BLE001 - Pillow raises several types for files it cannot read
             name = getattr(payload, "orig_name", None) or "The upload"
-            raise gr.Error(f"{name!r} is not an image file that can be read ({type(error).__name__}: {error}).") from error
+            raise gr.Error(
+                f"{name!r} is not an image file that can be read ({type(error).__name__}: {error})."
+            ) from error

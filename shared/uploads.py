@@ -29,10 +29,17 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     try:
         image = Image.open(path)  # reads the header only
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{name!r} is not an image file Pillow can read (PNG, JPEG, GIF, BMP, TIFF, WebP, ...).") from error
+        raise ValueError(
+            f"{name!r} is not an image file Pillow can read (PNG, JPEG, GIF, BMP, TIFF, WebP, ...)."
+        ) from error
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise ValueError(f"{name!r} is {width:,} x {height:,} pixels ({width * height / 1e6:.0f} megapixels); images up to {MAX_PIXELS / 1e6:.0f} megapixels are read. Downscale it first.")
+        raise ValueError(
+            (
+                f"{name!r} is {width:,} x {height:,} pixels ({width * height / 1e6:.0f} megapixels); images up to "
+                f"{MAX_PIXELS / 1e6:.0f} megapixels are read. Downscale it first."
+            )
+        )
     try:
         image.load()
         if image.getexif().get(ORIENTATION, 1) != 1:  # a phone photo stored sideways
@@ -42,7 +49,9 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"{name!r} could not be decoded (truncated or corrupt image): {error}") from error
 
 
-def picture_to_pixels(image: Image.Image, size: int, num_channels: int, white_on_black: bool = False, resize_remark: str = "") -> tuple[np.ndarray, list[str]]:
+def picture_to_pixels(
+    image: Image.Image, size: int, num_channels: int, white_on_black: bool = False, resize_remark: str = ""
+) -> tuple[np.ndarray, list[str]]:
     """Any Pillow image -> (S, S, C) float32 pixels in [0, 1] and notes on every conversion: first frame of
     an animation, transparency flattened onto white, 16-bit or float pixels rescaled, colour <-> grayscale,
     resizing to S x S (aspect ratio not kept; `resize_remark` may say whose convention that is), and, with
@@ -59,7 +68,9 @@ def picture_to_pixels(image: Image.Image, size: int, num_channels: int, white_on
         image = image.convert("RGB")
         notes.append("Grayscale image copied into 3 channels (the model reads RGB).")
     elif num_channels not in (1, 3):
-        raise ValueError(f"This model reads {num_channels}-channel images; only 1 (grayscale) and 3 (RGB) can be made from a picture.")
+        raise ValueError(
+            f"This model reads {num_channels}-channel images; only 1 (grayscale) and 3 (RGB) can be made from a picture."
+        )
     if image.size != (size, size):
         kept = "" if image.width == image.height else f", aspect ratio not kept{resize_remark}"
         notes.append(f"Resized from {image.width} x {image.height} to {size} x {size} pixels{kept}.")

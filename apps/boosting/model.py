@@ -26,8 +26,15 @@ from apps.boosting.hist import HistBoostingClassifier, HistBoostingRegressor
 from apps.boosting.tree import Tree, grow_cart, presort, sorted_subset
 
 __all__ = [
-    "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier", "RandomForestRegressor", "AdaBoostClassifier",
-    "GradientBoostingClassifier", "GradientBoostingRegressor", "HistBoostingClassifier", "HistBoostingRegressor",
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "AdaBoostClassifier",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "HistBoostingClassifier",
+    "HistBoostingRegressor",
 ]
 
 
@@ -40,7 +47,12 @@ def check_features(X, n_features: int | None = None) -> np.ndarray:
     if X.ndim != 2 or len(X) == 0 or X.shape[1] == 0:
         raise ValueError(f"Expected a non-empty table of shape (rows, features); got shape {X.shape}.")
     if not np.isfinite(X).all():
-        raise ValueError("The features hold missing or infinite values; these trees need them filled in (impute first), or use the histogram booster, which learns where missing values go.")
+        raise ValueError(
+            (
+                "The features hold missing or infinite values; these trees need them filled in (impute first), or "
+                "use the histogram booster, which learns where missing values go."
+            )
+        )
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"The model was fitted on {n_features} features; got {X.shape[1]}.")
     return X
@@ -84,7 +96,17 @@ def normalized(values: np.ndarray) -> np.ndarray:
 
 class _CART(BaseEstimator):
     def _grow(self, X, statistics, criterion, rng, sorted_rows=None) -> Tree:
-        return grow_cart(X, statistics, criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, resolve_max_features(self.max_features, X.shape[1]), rng, sorted_rows)
+        return grow_cart(
+            X,
+            statistics,
+            criterion,
+            self.max_depth,
+            self.min_samples_split,
+            self.min_samples_leaf,
+            resolve_max_features(self.max_features, X.shape[1]),
+            rng,
+            sorted_rows,
+        )
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -96,8 +118,23 @@ class _CART(BaseEstimator):
 
 
 class DecisionTreeClassifier(ClassifierMixin, _CART):
-    def __init__(self, criterion="gini", max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features=None, random_state=None):
-        self.criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.random_state = criterion, max_depth, min_samples_split, min_samples_leaf, max_features, random_state
+    def __init__(
+        self,
+        criterion="gini",
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features=None,
+        random_state=None,
+    ):
+        (
+            self.criterion,
+            self.max_depth,
+            self.min_samples_split,
+            self.min_samples_leaf,
+            self.max_features,
+            self.random_state,
+        ) = criterion, max_depth, min_samples_split, min_samples_leaf, max_features, random_state
 
     def fit(self, X, y, sample_weight=None, sorted_rows=None):
         """`sorted_rows`: `presort(X)`, from a caller that fits many trees on the same X."""
@@ -121,14 +158,25 @@ class DecisionTreeClassifier(ClassifierMixin, _CART):
 
 class DecisionTreeRegressor(RegressorMixin, _CART):
     def __init__(self, max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features=None, random_state=None):
-        self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.random_state = max_depth, min_samples_split, min_samples_leaf, max_features, random_state
+        self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.random_state = (
+            max_depth,
+            min_samples_split,
+            min_samples_leaf,
+            max_features,
+            random_state,
+        )
 
     def fit(self, X, y, sample_weight=None):
         X = check_features(X)
         y = check_target(X, y).astype(np.float64)
         weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
-        self.tree_ = self._grow(X, np.stack([weight, weight * y, weight * y * y], 1), "squared_error", np.random.default_rng(self.random_state))
+        self.tree_ = self._grow(
+            X,
+            np.stack([weight, weight * y, weight * y * y], 1),
+            "squared_error",
+            np.random.default_rng(self.random_state),
+        )
         return self
 
     def predict(self, X):
@@ -148,8 +196,24 @@ class _Forest(BaseEstimator):
         self.trees_ = []
         for _ in range(self.n_estimators):
             # Bootstrap as sample weights: a row drawn k times weighs k, an undrawn row 0.
-            weight = np.bincount(rng.integers(0, len(X), len(X)), minlength=len(X)).astype(np.float64) if self.bootstrap else np.ones(len(X))
-            self.trees_.append(grow_cart(X, make_statistics(weight), criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng, sorted_rows))
+            weight = (
+                np.bincount(rng.integers(0, len(X), len(X)), minlength=len(X)).astype(np.float64)
+                if self.bootstrap
+                else np.ones(len(X))
+            )
+            self.trees_.append(
+                grow_cart(
+                    X,
+                    make_statistics(weight),
+                    criterion,
+                    self.max_depth,
+                    self.min_samples_split,
+                    self.min_samples_leaf,
+                    max_features,
+                    rng,
+                    sorted_rows,
+                )
+            )
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -162,7 +226,9 @@ class _Forest(BaseEstimator):
 
     @property
     def feature_importances_(self) -> np.ndarray:
-        return normalized(np.mean([normalized(tree.feature_gains(self.n_features_in_)) for tree in self.trees_], axis=0))
+        return normalized(
+            np.mean([normalized(tree.feature_gains(self.n_features_in_)) for tree in self.trees_], axis=0)
+        )
 
     @property
     def split_counts_(self) -> np.ndarray:
@@ -170,8 +236,36 @@ class _Forest(BaseEstimator):
 
 
 class RandomForestClassifier(ClassifierMixin, _Forest):
-    def __init__(self, n_estimators=100, criterion="gini", max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features="sqrt", bootstrap=True, random_state=None):
-        self.n_estimators, self.criterion, self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.bootstrap, self.random_state = n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf, max_features, bootstrap, random_state
+    def __init__(
+        self,
+        n_estimators=100,
+        criterion="gini",
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features="sqrt",
+        bootstrap=True,
+        random_state=None,
+    ):
+        (
+            self.n_estimators,
+            self.criterion,
+            self.max_depth,
+            self.min_samples_split,
+            self.min_samples_leaf,
+            self.max_features,
+            self.bootstrap,
+            self.random_state,
+        ) = (
+            n_estimators,
+            criterion,
+            max_depth,
+            min_samples_split,
+            min_samples_leaf,
+            max_features,
+            bootstrap,
+            random_state,
+        )
 
     def fit(self, X, y):
         X = check_features(X)
@@ -200,8 +294,25 @@ class RandomForestClassifier(ClassifierMixin, _Forest):
 
 
 class RandomForestRegressor(RegressorMixin, _Forest):
-    def __init__(self, n_estimators=100, max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features=1.0, bootstrap=True, random_state=None):
-        self.n_estimators, self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.bootstrap, self.random_state = n_estimators, max_depth, min_samples_split, min_samples_leaf, max_features, bootstrap, random_state
+    def __init__(
+        self,
+        n_estimators=100,
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features=1.0,
+        bootstrap=True,
+        random_state=None,
+    ):
+        (
+            self.n_estimators,
+            self.max_depth,
+            self.min_samples_split,
+            self.min_samples_leaf,
+            self.max_features,
+            self.bootstrap,
+            self.random_state,
+        ) = n_estimators, max_depth, min_samples_split, min_samples_leaf, max_features, bootstrap, random_state
 
     def fit(self, X, y):
         X = check_features(X)
@@ -224,7 +335,12 @@ class RandomForestRegressor(RegressorMixin, _Forest):
 
 class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_estimators=50, learning_rate=1.0, max_depth=1, random_state=None):
-        self.n_estimators, self.learning_rate, self.max_depth, self.random_state = n_estimators, learning_rate, max_depth, random_state
+        self.n_estimators, self.learning_rate, self.max_depth, self.random_state = (
+            n_estimators,
+            learning_rate,
+            max_depth,
+            random_state,
+        )
 
     def fit(self, X, y):
         X = check_features(X)
@@ -234,7 +350,9 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
         sorted_rows = presort(X)  # every round refits the same X, only the weights change
         self.estimators_, self.estimator_weights_, self.estimator_errors_ = [], [], []
         for _ in range(self.n_estimators):
-            tree = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.random_state).fit(X, encoded, sample_weight=weight, sorted_rows=sorted_rows)
+            tree = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.random_state).fit(
+                X, encoded, sample_weight=weight, sorted_rows=sorted_rows
+            )
             wrong = tree.predict(X) != encoded
             error = weight[wrong].sum() / weight.sum()
             if error <= 0:  # a perfect tree: it decides alone
@@ -350,11 +468,23 @@ class _GradientBoosting(BaseEstimator):
                 # Fit a regression tree to the negative gradient (step 4), then set each leaf by
                 # the line search of its loss (step 5), shrunk by the learning rate (Friedman's nu).
                 target = residual[:, column]  # rows outside the sample are never read
-                tree = grow_cart(X_fit, np.stack([np.ones(len(X_fit)), target, target * target], 1), "squared_error", self.max_depth, self.min_samples_split, self.min_samples_leaf, max_features, rng, sorted_rows)
+                tree = grow_cart(
+                    X_fit,
+                    np.stack([np.ones(len(X_fit)), target, target * target], 1),
+                    "squared_error",
+                    self.max_depth,
+                    self.min_samples_split,
+                    self.min_samples_leaf,
+                    max_features,
+                    rng,
+                    sorted_rows,
+                )
                 leaves = tree.apply(X_fit[rows])
                 for leaf in np.nonzero(tree.is_leaf)[0]:
                     in_leaf = rows[leaves == leaf]
-                    tree.value[leaf, 0] = self.learning_rate * self._leaf_value(y_fit[in_leaf], raw[in_leaf], residual[in_leaf, column], column)
+                    tree.value[leaf, 0] = self.learning_rate * self._leaf_value(
+                        y_fit[in_leaf], raw[in_leaf], residual[in_leaf, column], column
+                    )
                 raw[:, column] += tree.predict_value(X_fit)[:, 0]
                 if raw_valid is not None:
                     raw_valid[:, column] += tree.predict_value(X_valid)[:, 0]
@@ -402,10 +532,39 @@ class GradientBoostingRegressor(RegressorMixin, _GradientBoosting):
     residual's sign, leaves a median of y - F (least absolute deviation, Friedman's Algorithm 3),
     starting from the median of y."""
 
-    def __init__(self, loss="squared_error", learning_rate=0.1, n_estimators=100, subsample=1.0, max_depth=3, min_samples_split=2, min_samples_leaf=1, max_features=None, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, random_state=None):
-        self.loss, self.learning_rate, self.n_estimators, self.subsample, self.max_depth = loss, learning_rate, n_estimators, subsample, max_depth
-        self.min_samples_split, self.min_samples_leaf, self.max_features = min_samples_split, min_samples_leaf, max_features
-        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = validation_fraction, n_iter_no_change, tol, random_state
+    def __init__(
+        self,
+        loss="squared_error",
+        learning_rate=0.1,
+        n_estimators=100,
+        subsample=1.0,
+        max_depth=3,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features=None,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        tol=1e-4,
+        random_state=None,
+    ):
+        self.loss, self.learning_rate, self.n_estimators, self.subsample, self.max_depth = (
+            loss,
+            learning_rate,
+            n_estimators,
+            subsample,
+            max_depth,
+        )
+        self.min_samples_split, self.min_samples_leaf, self.max_features = (
+            min_samples_split,
+            min_samples_leaf,
+            max_features,
+        )
+        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = (
+            validation_fraction,
+            n_iter_no_change,
+            tol,
+            random_state,
+        )
 
     def fit(self, X, y):
         if self.loss not in ("squared_error", "absolute_error"):
@@ -440,10 +599,37 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
     per stage on softmax scores. Leaves take one Newton step: sum(y - p) / sum(p (1 - p)), times
     (K - 1) / K for K > 2 classes (Friedman 2001, Algorithm 6)."""
 
-    def __init__(self, learning_rate=0.1, n_estimators=100, subsample=1.0, max_depth=3, min_samples_split=2, min_samples_leaf=1, max_features=None, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, random_state=None):
-        self.learning_rate, self.n_estimators, self.subsample, self.max_depth = learning_rate, n_estimators, subsample, max_depth
-        self.min_samples_split, self.min_samples_leaf, self.max_features = min_samples_split, min_samples_leaf, max_features
-        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = validation_fraction, n_iter_no_change, tol, random_state
+    def __init__(
+        self,
+        learning_rate=0.1,
+        n_estimators=100,
+        subsample=1.0,
+        max_depth=3,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features=None,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        tol=1e-4,
+        random_state=None,
+    ):
+        self.learning_rate, self.n_estimators, self.subsample, self.max_depth = (
+            learning_rate,
+            n_estimators,
+            subsample,
+            max_depth,
+        )
+        self.min_samples_split, self.min_samples_leaf, self.max_features = (
+            min_samples_split,
+            min_samples_leaf,
+            max_features,
+        )
+        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = (
+            validation_fraction,
+            n_iter_no_change,
+            tol,
+            random_state,
+        )
 
     def fit(self, X, y):
         X = check_features(X)
@@ -472,7 +658,11 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
     def _loss(self, y, raw):
         probabilities = np.clip(self._probabilities(raw), 1e-15, 1)
         if raw.shape[1] == 1:
-            return float(-np.mean(np.where(y == 1, np.log(probabilities[:, 0]), np.log(np.clip(1 - probabilities[:, 0], 1e-15, 1)))))
+            return float(
+                -np.mean(
+                    np.where(y == 1, np.log(probabilities[:, 0]), np.log(np.clip(1 - probabilities[:, 0], 1e-15, 1)))
+                )
+            )
         return float(-np.mean(np.log(probabilities[np.arange(len(y)), y])))
 
     def _class_probabilities(self, raw):

@@ -18,7 +18,12 @@ from apps.boosting.data import Table, impute_median, train_test
 from apps.boosting.tree import Tree
 
 ALGORITHMS = ("Random forest", "AdaBoost (SAMME)", "Gradient boosting", "Histogram boosting (XGBoost-style)")
-MAX_TRAIN_ROWS = {"Random forest": 20_000, "AdaBoost (SAMME)": 20_000, "Gradient boosting": 20_000, "Histogram boosting (XGBoost-style)": 100_000}
+MAX_TRAIN_ROWS = {
+    "Random forest": 20_000,
+    "AdaBoost (SAMME)": 20_000,
+    "Gradient boosting": 20_000,
+    "Histogram boosting (XGBoost-style)": 100_000,
+}
 CURVE_POINTS = 25
 
 
@@ -37,13 +42,17 @@ class Settings:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"Unknown algorithm {self.algorithm!r}; choose one of: {', '.join(ALGORITHMS)}.")
         if self.algorithm == "AdaBoost (SAMME)" and task == "regression":
-            raise ValueError("AdaBoost (SAMME) here is a classifier; this table's target is numeric (regression). Choose another algorithm.")
+            raise ValueError(
+                "AdaBoost (SAMME) here is a classifier; this table's target is numeric (regression). Choose another algorithm."
+            )
         if not 1 <= self.n_estimators <= 1000:
             raise ValueError(f"Number of trees must be from 1 to 1000; got {self.n_estimators}.")
         if not 0 < self.learning_rate <= 1:
             raise ValueError(f"Learning rate must be in (0, 1]; got {self.learning_rate}.")
         if not 0 <= self.max_depth <= 20 or (self.max_depth == 0 and self.algorithm != "Random forest"):
-            raise ValueError(f"Max depth must be from 1 to 20 (0 = unlimited, random forest only); got {self.max_depth}.")
+            raise ValueError(
+                f"Max depth must be from 1 to 20 (0 = unlimited, random forest only); got {self.max_depth}."
+            )
         if not 0 < self.subsample <= 1:
             raise ValueError(f"Row subsample must be in (0, 1]; got {self.subsample}.")
 
@@ -85,35 +94,121 @@ def models_for(settings: Settings, task: str, n_classes: int) -> list[tuple[str,
     s = settings
     if s.algorithm == "Random forest":
         return [
-            ("ours", lambda: (ours.RandomForestClassifier if classify else ours.RandomForestRegressor)(n_estimators=s.n_estimators, max_depth=depth, random_state=s.seed)),
-            ("scikit-learn", lambda: (sk_ensemble.RandomForestClassifier if classify else sk_ensemble.RandomForestRegressor)(n_estimators=s.n_estimators, max_depth=depth, random_state=s.seed, n_jobs=1)),
+            (
+                "ours",
+                lambda: (ours.RandomForestClassifier if classify else ours.RandomForestRegressor)(
+                    n_estimators=s.n_estimators, max_depth=depth, random_state=s.seed
+                ),
+            ),
+            (
+                "scikit-learn",
+                lambda: (sk_ensemble.RandomForestClassifier if classify else sk_ensemble.RandomForestRegressor)(
+                    n_estimators=s.n_estimators, max_depth=depth, random_state=s.seed, n_jobs=1
+                ),
+            ),
         ]
     if s.algorithm == "AdaBoost (SAMME)":
         return [
-            ("ours", lambda: ours.AdaBoostClassifier(n_estimators=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, random_state=s.seed)),
-            ("scikit-learn", lambda: sk_ensemble.AdaBoostClassifier(SkDecisionTreeClassifier(max_depth=depth), n_estimators=s.n_estimators, learning_rate=s.learning_rate, random_state=s.seed)),
+            (
+                "ours",
+                lambda: ours.AdaBoostClassifier(
+                    n_estimators=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, random_state=s.seed
+                ),
+            ),
+            (
+                "scikit-learn",
+                lambda: sk_ensemble.AdaBoostClassifier(
+                    SkDecisionTreeClassifier(max_depth=depth),
+                    n_estimators=s.n_estimators,
+                    learning_rate=s.learning_rate,
+                    random_state=s.seed,
+                ),
+            ),
         ]
     if s.algorithm == "Gradient boosting":
-        common = dict(n_estimators=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, subsample=s.subsample, random_state=s.seed)
+        common = dict(
+            n_estimators=s.n_estimators,
+            learning_rate=s.learning_rate,
+            max_depth=depth,
+            subsample=s.subsample,
+            random_state=s.seed,
+        )
         return [
-            ("ours", lambda: (ours.GradientBoostingClassifier if classify else ours.GradientBoostingRegressor)(**common)),
-            ("scikit-learn", lambda: (sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor)(**common)),
+            (
+                "ours",
+                lambda: (ours.GradientBoostingClassifier if classify else ours.GradientBoostingRegressor)(**common),
+            ),
+            (
+                "scikit-learn",
+                lambda: (sk_ensemble.GradientBoostingClassifier if classify else sk_ensemble.GradientBoostingRegressor)(
+                    **common
+                ),
+            ),
         ]
     import lightgbm
     import xgboost
 
-    hist = dict(n_estimators=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, subsample=s.subsample, reg_lambda=s.reg_lambda)
+    hist = dict(
+        n_estimators=s.n_estimators,
+        learning_rate=s.learning_rate,
+        max_depth=depth,
+        subsample=s.subsample,
+        reg_lambda=s.reg_lambda,
+    )
     return [
-        ("ours", lambda: (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(gamma=s.gamma, random_state=s.seed, **hist)),
-        ("xgboost", lambda: (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(tree_method="hist", gamma=s.gamma, random_state=s.seed, n_jobs=2, **hist)),
-        ("lightgbm", lambda: (lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor)(n_estimators=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, num_leaves=min(2**depth, 131072), reg_lambda=s.reg_lambda, subsample=s.subsample, subsample_freq=1 if s.subsample < 1 else 0, min_child_samples=1, random_state=s.seed, n_jobs=2, verbose=-1)),
-        ("scikit-learn HistGradientBoosting", lambda: (sk_ensemble.HistGradientBoostingClassifier if classify else sk_ensemble.HistGradientBoostingRegressor)(max_iter=s.n_estimators, learning_rate=s.learning_rate, max_depth=depth, max_leaf_nodes=None, l2_regularization=s.reg_lambda, early_stopping=False, random_state=s.seed)),
+        (
+            "ours",
+            lambda: (ours.HistBoostingClassifier if classify else ours.HistBoostingRegressor)(
+                gamma=s.gamma, random_state=s.seed, **hist
+            ),
+        ),
+        (
+            "xgboost",
+            lambda: (xgboost.XGBClassifier if classify else xgboost.XGBRegressor)(
+                tree_method="hist", gamma=s.gamma, random_state=s.seed, n_jobs=2, **hist
+            ),
+        ),
+        (
+            "lightgbm",
+            lambda: (lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor)(
+                n_estimators=s.n_estimators,
+                learning_rate=s.learning_rate,
+                max_depth=depth,
+                num_leaves=min(2**depth, 131072),
+                reg_lambda=s.reg_lambda,
+                subsample=s.subsample,
+                subsample_freq=1 if s.subsample < 1 else 0,
+                min_child_samples=1,
+                random_state=s.seed,
+                n_jobs=2,
+                verbose=-1,
+            ),
+        ),
+        (
+            "scikit-learn HistGradientBoosting",
+            lambda: (
+                sk_ensemble.HistGradientBoostingClassifier if classify else sk_ensemble.HistGradientBoostingRegressor
+            )(
+                max_iter=s.n_estimators,
+                learning_rate=s.learning_rate,
+                max_depth=depth,
+                max_leaf_nodes=None,
+                l2_regularization=s.reg_lambda,
+                early_stopping=False,
+                random_state=s.seed,
+            ),
+        ),
     ]
 
 
-def scores_of(task: str, y_true: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None) -> dict[str, float]:
+def scores_of(
+    task: str, y_true: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None
+) -> dict[str, float]:
     if task == "regression":
-        return {"RMSE": float(np.sqrt(metrics.mean_squared_error(y_true, predicted))), "R²": float(metrics.r2_score(y_true, predicted))}
+        return {
+            "RMSE": float(np.sqrt(metrics.mean_squared_error(y_true, predicted))),
+            "R²": float(metrics.r2_score(y_true, predicted)),
+        }
     result = {"accuracy": float(metrics.accuracy_score(y_true, predicted))}
     if probabilities is not None and probabilities.shape[1] == 2 and len(np.unique(y_true)) == 2:
         result["AUC"] = float(metrics.roc_auc_score(y_true, probabilities[:, 1]))
@@ -144,7 +239,11 @@ def staged_outputs(name: str, model, X: np.ndarray, task: str, stages: list[int]
 
 def curve_of(name: str, model, X: np.ndarray, y: np.ndarray, task: str, rounds: int) -> list[tuple[int, float]]:
     stages = sorted(set(np.linspace(1, rounds, min(CURVE_POINTS, rounds)).round().astype(int).tolist()))
-    score = (lambda predicted: metrics.accuracy_score(y, predicted)) if task == "classification" else (lambda predicted: float(np.sqrt(metrics.mean_squared_error(y, predicted))))
+    score = (
+        (lambda predicted: metrics.accuracy_score(y, predicted))
+        if task == "classification"
+        else (lambda predicted: float(np.sqrt(metrics.mean_squared_error(y, predicted))))
+    )
     return [(count, float(score(output))) for count, output in staged_outputs(name, model, X, task, stages)]
 
 
@@ -161,19 +260,30 @@ def limit_rows(X: np.ndarray, y: np.ndarray, limit: int, seed: int, notes: list[
     if len(X) <= limit:
         return X, y
     rows = np.sort(np.random.default_rng(seed).permutation(len(X))[:limit])
-    notes.append(f"Trained on a random {limit:,} of the {len(X):,} training rows, to keep the tab fast (the benchmark uses all of them).")
+    notes.append(
+        f"Trained on a random {limit:,} of the {len(X):,} training rows, to keep the tab fast (the benchmark uses all of them)."
+    )
     return X[rows], y[rows]
 
 
-def compare(table: Table, settings: Settings, progress: Callable[[float, str], None] = lambda fraction, text: None) -> Comparison:
+def compare(
+    table: Table, settings: Settings, progress: Callable[[float, str], None] = lambda fraction, text: None
+) -> Comparison:
     """Train ours and the references on the same split; score them on the held-out rows."""
     settings.check(table.task)
     notes = list(table.notes)
     X_train, X_test, y_train, y_test = train_test(table, seed=0)
     X_train, y_train = limit_rows(X_train, y_train, MAX_TRAIN_ROWS[settings.algorithm], settings.seed, notes)
-    if settings.algorithm != "Histogram boosting (XGBoost-style)" and (np.isnan(X_train).any() or np.isnan(X_test).any()):
+    if settings.algorithm != "Histogram boosting (XGBoost-style)" and (
+        np.isnan(X_train).any() or np.isnan(X_test).any()
+    ):
         X_train, X_test = impute_median(X_train, X_test)
-        notes.append("Missing values were filled with the training median for every model of this comparison (these exact trees need complete rows; the histogram booster learns where missing values go).")
+        notes.append(
+            (
+                "Missing values were filled with the training median for every model of this comparison (these "
+                "exact trees need complete rows; the histogram booster learns where missing values go)."
+            )
+        )
     classify = table.task == "classification"
     factories = models_for(settings, table.task, len(table.class_names))
     contenders = []
@@ -188,12 +298,19 @@ def compare(table: Table, settings: Settings, progress: Callable[[float, str], N
         predict_seconds = time.perf_counter() - start
         probabilities = model.predict_proba(X_test) if classify else None
         rounds = rounds_of(model, settings)
-        contenders.append(Contender(
-            name=name, model=model, fit_seconds=fit_seconds, predict_seconds=predict_seconds,
-            scores=scores_of(table.task, y_test, predicted, probabilities),
-            curve=curve_of(name, model, X_test, y_test, table.task, rounds),
-            importances=np.asarray(model.feature_importances_, dtype=float) if hasattr(model, "feature_importances_") else None,
-        ))
+        contenders.append(
+            Contender(
+                name=name,
+                model=model,
+                fit_seconds=fit_seconds,
+                predict_seconds=predict_seconds,
+                scores=scores_of(table.task, y_test, predicted, probabilities),
+                curve=curve_of(name, model, X_test, y_test, table.task, rounds),
+                importances=np.asarray(model.feature_importances_, dtype=float)
+                if hasattr(model, "feature_importances_")
+                else None,
+            )
+        )
     progress(1.0, "done")
     return Comparison(table, settings, contenders, "accuracy" if classify else "RMSE", notes)
 
@@ -216,11 +333,21 @@ def boundary(table: Table, settings: Settings, first_feature: str, second_featur
     names = table.feature_names
     for feature in (first_feature, second_feature):
         if feature not in names:
-            raise ValueError(f"{feature!r} is not a feature of {table.name}; choose from: {', '.join(names[:30])}{' …' if len(names) > 30 else ''}.")
+            raise ValueError(
+                (
+                    f"{feature!r} is not a feature of {table.name}; choose from: "
+                    f"{', '.join(names[:30])}{' …' if len(names) > 30 else ''}."
+                )
+            )
     if first_feature == second_feature:
         raise ValueError("Choose two different features for the decision boundary.")
     columns = [names.index(first_feature), names.index(second_feature)]
-    reduced = replace(table, X=table.X[:, columns], feature_names=[first_feature, second_feature], categorical=[table.categorical[c] for c in columns])
+    reduced = replace(
+        table,
+        X=table.X[:, columns],
+        feature_names=[first_feature, second_feature],
+        categorical=[table.categorical[c] for c in columns],
+    )
     settings.check(table.task)
     X_train, X_test, y_train, y_test = train_test(reduced, seed=0)
     X_train, y_train = limit_rows(X_train, y_train, MAX_TRAIN_ROWS[settings.algorithm], settings.seed, [])
@@ -230,7 +357,10 @@ def boundary(table: Table, settings: Settings, first_feature: str, second_featur
     finite = shown[np.isfinite(shown).all(1)]
     low, high = finite.min(0), finite.max(0)
     pad = (high - low) * 0.05 + 1e-9
-    grid_x, grid_y = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], resolution), np.linspace(low[1] - pad[1], high[1] + pad[1], resolution))
+    grid_x, grid_y = np.meshgrid(
+        np.linspace(low[0] - pad[0], high[0] + pad[0], resolution),
+        np.linspace(low[1] - pad[1], high[1] + pad[1], resolution),
+    )
     grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
     surfaces = []
     for name, factory in models_for(settings, table.task, len(table.class_names))[:2]:

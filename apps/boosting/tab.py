@@ -13,7 +13,12 @@ import pandas as pd
 
 from apps.boosting import data
 from apps.boosting import side_by_side as sbs
-from apps.boosting.model import AdaBoostClassifier, GradientBoostingClassifier, HistBoostingClassifier, RandomForestClassifier
+from apps.boosting.model import (
+    AdaBoostClassifier,
+    GradientBoostingClassifier,
+    HistBoostingClassifier,
+    RandomForestClassifier,
+)
 from apps.boosting.tree import best_split
 from shared.ui import Slider, code_panel, pyplot, source_of, user_errors
 
@@ -54,9 +59,19 @@ def describe_table(choice, csv_file):
     """After a table or file is chosen: its target choices and its feature names for the boundary."""
     if choice == UPLOAD:
         if csv_file is None:
-            return gr.update(choices=[], value=None, visible=True), gr.update(choices=[], value=None), gr.update(choices=[], value=None), "Upload a CSV, then choose the column to predict."
+            return (
+                gr.update(choices=[], value=None, visible=True),
+                gr.update(choices=[], value=None),
+                gr.update(choices=[], value=None),
+                "Upload a CSV, then choose the column to predict.",
+            )
         columns = data.csv_columns(csv_file)
-        return gr.update(choices=columns, value=None, visible=True), gr.update(choices=[], value=None), gr.update(choices=[], value=None), f"{len(columns)} columns. Choose the column to predict."
+        return (
+            gr.update(choices=columns, value=None, visible=True),
+            gr.update(choices=[], value=None),
+            gr.update(choices=[], value=None),
+            f"{len(columns)} columns. Choose the column to predict.",
+        )
     table = data.load_table(choice)
     return (gr.update(choices=[], value=None, visible=False), *feature_choices(table), table_summary(table))
 
@@ -83,8 +98,20 @@ def feature_choices(table: data.Table):
 
 
 def table_summary(table: data.Table) -> str:
-    task = f"classification into {len(table.class_names)} classes ({', '.join(map(str, table.class_names[:6]))}{'…' if len(table.class_names) > 6 else ''})" if table.task == "classification" else "regression (a numeric target)"
-    lines = [f"**{table.name}**: {table.n_rows:,} rows, {table.n_features} features ({sum(table.categorical)} categorical), {table.n_missing:,} missing values; task detected: {task}."]
+    task = (
+        (
+            f"classification into {len(table.class_names)} classes "
+            f"({', '.join(map(str, table.class_names[:6]))}{'…' if len(table.class_names) > 6 else ''})"
+        )
+        if table.task == "classification"
+        else "regression (a numeric target)"
+    )
+    lines = [
+        (
+            f"**{table.name}**: {table.n_rows:,} rows, {table.n_features} features ({sum(table.categorical)} "
+            f"categorical), {table.n_missing:,} missing values; task detected: {task}."
+        )
+    ]
     return "\n".join(lines + [f"- {note}" for note in table.notes])
 
 
@@ -93,7 +120,13 @@ def results_frame(comparison: sbs.Comparison) -> pd.DataFrame:
     for contender in comparison.contenders:
         row = {"model": contender.name}
         row.update({name: round(value, 4) for name, value in contender.scores.items()})
-        row.update({"fit s": round(contender.fit_seconds, 3), "predict s": round(contender.predict_seconds, 4), "ours' fit time / this": round(comparison.ours.fit_seconds / max(contender.fit_seconds, 1e-9), 2)})
+        row.update(
+            {
+                "fit s": round(contender.fit_seconds, 3),
+                "predict s": round(contender.predict_seconds, 4),
+                "ours' fit time / this": round(comparison.ours.fit_seconds / max(contender.fit_seconds, 1e-9), 2),
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -104,7 +137,14 @@ def curves_figure(comparison: sbs.Comparison):
     for contender in comparison.contenders:
         if contender.curve:
             trees, scores = zip(*contender.curve)
-            axis.plot(trees, scores, marker="o", markersize=3, label=contender.name, linewidth=2.5 if contender.name == "ours" else 1.5)
+            axis.plot(
+                trees,
+                scores,
+                marker="o",
+                markersize=3,
+                label=contender.name,
+                linewidth=2.5 if contender.name == "ours" else 1.5,
+            )
     axis.set_xlabel("trees (boosting rounds)")
     axis.set_ylabel(f"held-out {comparison.metric}")
     axis.set_title("Learning curves on the held-out rows")
@@ -124,7 +164,9 @@ def importance_figure(comparison: sbs.Comparison, top: int = 15):
     positions = np.arange(len(order))
     axis.barh(positions - 0.2, ours[order], height=0.4, label="ours")
     if reference is not None:
-        axis.barh(positions + 0.2, reference[order] / max(reference.sum(), 1e-12), height=0.4, label=comparison.reference.name)
+        axis.barh(
+            positions + 0.2, reference[order] / max(reference.sum(), 1e-12), height=0.4, label=comparison.reference.name
+        )
     axis.set_yticks(positions)
     axis.set_yticklabels([names[i] for i in order])
     axis.invert_yaxis()
@@ -155,22 +197,40 @@ def tree_figure(tree, table: data.Table, max_depth: int = 3):
         if tree.left[node] != -1 and int(tree.left[node]) in positions:
             for child, side in ((int(tree.left[node]), "yes"), (int(tree.right[node]), "no")):
                 cx, cy = positions[child]
-                axis.annotate("", xy=(cx, cy + 0.12), xytext=(x, y - 0.12), arrowprops=dict(arrowstyle="->", color="#888"))
+                axis.annotate(
+                    "", xy=(cx, cy + 0.12), xytext=(x, y - 0.12), arrowprops=dict(arrowstyle="->", color="#888")
+                )
                 axis.text((x + cx) / 2, (y + cy) / 2, side, fontsize=7, color="#666", ha="center")
         if tree.left[node] != -1:
             name = table.feature_names[tree.feature[node]]
             missing = " (missing: yes)" if tree.missing_left[node] else ""
-            test = f"{name} is known" if np.isinf(tree.threshold[node]) else f"{name} ≤ {tree.threshold[node]:.4g}{missing}"
+            test = (
+                f"{name} is known"
+                if np.isinf(tree.threshold[node])
+                else f"{name} ≤ {tree.threshold[node]:.4g}{missing}"
+            )
             label = f"{test}\n{tree.n_samples[node]} rows"
             if int(tree.left[node]) not in positions:
                 label += "\n…"
             colour = "#e8eaf0"
         else:
             value = tree.value[node]
-            shown = f"value {value[0]:+.4g}" if len(value) == 1 else f"class {table.class_names[int(np.argmax(value))]} ({value.max():.0%})"
+            shown = (
+                f"value {value[0]:+.4g}"
+                if len(value) == 1
+                else f"class {table.class_names[int(np.argmax(value))]} ({value.max():.0%})"
+            )
             label = f"leaf: {shown}\n{tree.n_samples[node]} rows"
             colour = "#d7f5dd"
-        axis.text(x, y, label, ha="center", va="center", fontsize=7.5, bbox=dict(boxstyle="round", facecolor=colour, edgecolor="#999"))
+        axis.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            bbox=dict(boxstyle="round", facecolor=colour, edgecolor="#999"),
+        )
     axis.set_ylim(-min(max_depth, tree.depth()) - 0.5, 0.5)
     axis.set_title(f"Our first tree (first {max_depth} levels of {tree.depth()}; x ≤ threshold goes left)")
     plt.close(figure)
@@ -184,7 +244,9 @@ def boundary_figure(table: data.Table, first: str, second: str, grid_x, grid_y, 
         if table.task == "classification":
             levels = np.arange(len(table.class_names) + 1) - 0.5
             axis.contourf(grid_x, grid_y, surface, levels=levels, cmap="tab10", alpha=0.35, vmin=0, vmax=9)
-            axis.scatter(X_test[:, 0], X_test[:, 1], c=y_test, cmap="tab10", vmin=0, vmax=9, s=10, edgecolors="k", linewidths=0.3)
+            axis.scatter(
+                X_test[:, 0], X_test[:, 1], c=y_test, cmap="tab10", vmin=0, vmax=9, s=10, edgecolors="k", linewidths=0.3
+            )
         else:
             image = axis.contourf(grid_x, grid_y, surface, levels=20, cmap="viridis")
             axis.scatter(X_test[:, 0], X_test[:, 1], c=y_test, cmap="viridis", s=10, edgecolors="k", linewidths=0.3)
@@ -198,21 +260,67 @@ def boundary_figure(table: data.Table, first: str, second: str, grid_x, grid_y, 
     return figure
 
 
-def settings_from(algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed) -> sbs.Settings:
-    return sbs.Settings(algorithm=algorithm, n_estimators=int(n_estimators), learning_rate=float(learning_rate), max_depth=int(max_depth), subsample=float(subsample), reg_lambda=float(reg_lambda), gamma=float(gamma), seed=int(seed or 0))
+def settings_from(
+    algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed
+) -> sbs.Settings:
+    return sbs.Settings(
+        algorithm=algorithm,
+        n_estimators=int(n_estimators),
+        learning_rate=float(learning_rate),
+        max_depth=int(max_depth),
+        subsample=float(subsample),
+        reg_lambda=float(reg_lambda),
+        gamma=float(gamma),
+        seed=int(seed or 0),
+    )
 
 
 @user_errors
-def train(choice, csv_file, target, algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed, progress=gr.Progress()):
+def train(
+    choice,
+    csv_file,
+    target,
+    algorithm,
+    n_estimators,
+    learning_rate,
+    max_depth,
+    subsample,
+    reg_lambda,
+    gamma,
+    seed,
+    progress=gr.Progress(),
+):
     table = load(choice, csv_file, target)
     settings = settings_from(algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed)
     comparison = sbs.compare(table, settings, progress=lambda fraction, text: progress(fraction, desc=text))
     notes = table_summary(table) + "".join(f"\n- {note}" for note in comparison.notes if note not in table.notes)
-    return (notes, results_frame(comparison), curves_figure(comparison), importance_figure(comparison), tree_figure(sbs.first_tree(comparison), table), source_of(*CODE_SHOWN[algorithm]))
+    return (
+        notes,
+        results_frame(comparison),
+        curves_figure(comparison),
+        importance_figure(comparison),
+        tree_figure(sbs.first_tree(comparison), table),
+        source_of(*CODE_SHOWN[algorithm]),
+    )
 
 
 @user_errors
-def draw_boundary(choice, csv_file, target, algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed, first, second, progress=gr.Progress()):
+def draw_boundary(
+    choice,
+    csv_file,
+    target,
+    algorithm,
+    n_estimators,
+    learning_rate,
+    max_depth,
+    subsample,
+    reg_lambda,
+    gamma,
+    seed,
+    first,
+    second,
+    progress=gr.Progress(),
+):
     progress(0.1, desc="training on two features")
     table = load(choice, csv_file, target)
     settings = settings_from(algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed)
@@ -226,8 +334,15 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=2):
             choice = gr.Dropdown([*data.TABLES, UPLOAD], value="breast_cancer", label="Table")
-            csv_file = gr.File(label="or upload a CSV (at most 50 MB)", file_types=[".csv", ".txt", ".tsv"], type="filepath", height=110)
-            target = gr.Dropdown([], label="Column to predict", visible=False, allow_custom_value=True)  # checked by the data layer, with the column list
+            csv_file = gr.File(
+                label="or upload a CSV (at most 50 MB)",
+                file_types=[".csv", ".txt", ".tsv"],
+                type="filepath",
+                height=110,
+            )
+            target = gr.Dropdown(
+                [], label="Column to predict", visible=False, allow_custom_value=True
+            )  # checked by the data layer, with the column list
             algorithm = gr.Radio(list(sbs.ALGORITHMS), value="Gradient boosting", label="Algorithm")
             with gr.Row():
                 n_estimators = Slider(1, 500, value=100, step=1, label="Trees (rounds)")
@@ -242,7 +357,9 @@ def build_tab() -> None:
             train_button = gr.Button("Train side by side", variant="primary")
         with gr.Column(scale=3):
             notes = gr.Markdown(table_summary(first_table))
-            results = gr.Dataframe(label="Held-out scores and times (same rows, same hyperparameters)", interactive=False)
+            results = gr.Dataframe(
+                label="Held-out scores and times (same rows, same hyperparameters)", interactive=False
+            )
             with gr.Row():
                 curves = gr.Plot(label="Learning curves")
                 importances = gr.Plot(label="Importances")
@@ -250,23 +367,59 @@ def build_tab() -> None:
             with gr.Accordion("Decision boundary on two features", open=False):
                 with gr.Row():
                     names = first_table.feature_names
-                    first = gr.Dropdown(names, value=names[0], label="x feature", allow_custom_value=True)  # checked against the chosen table
+                    first = gr.Dropdown(
+                        names, value=names[0], label="x feature", allow_custom_value=True
+                    )  # checked against the chosen table
                     second = gr.Dropdown(names, value=names[1], label="y feature", allow_custom_value=True)
                     boundary_button = gr.Button("Draw the boundary")
                 boundary = gr.Plot(label="Ours | reference")
     code = code_panel(*CODE_SHOWN["Gradient boosting"])
-    parameters = [choice, csv_file, target, algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed]
-    choice.change(describe_table, inputs=[choice, csv_file], outputs=[target, first, second, notes], api_name="boosting_table")
+    parameters = [
+        choice,
+        csv_file,
+        target,
+        algorithm,
+        n_estimators,
+        learning_rate,
+        max_depth,
+        subsample,
+        reg_lambda,
+        gamma,
+        seed,
+    ]
+    choice.change(
+        describe_table, inputs=[choice, csv_file], outputs=[target, first, second, notes], api_name="boosting_table"
+    )
     csv_file.change(describe_upload, inputs=[csv_file], outputs=[choice, target, first, second, notes], api_name=False)
-    target.change(describe_target, inputs=[choice, csv_file, target], outputs=[first, second, notes], api_name="boosting_target")
-    train_button.click(train, inputs=parameters, outputs=[notes, results, curves, importances, tree, code], api_name="boosting_train")
-    boundary_button.click(draw_boundary, inputs=[*parameters, first, second], outputs=[boundary], api_name="boosting_boundary")
+    target.change(
+        describe_target, inputs=[choice, csv_file, target], outputs=[first, second, notes], api_name="boosting_target"
+    )
+    train_button.click(
+        train, inputs=parameters, outputs=[notes, results, curves, importances, tree, code], api_name="boosting_train"
+    )
+    boundary_button.click(
+        draw_boundary, inputs=[*parameters, first, second], outputs=[boundary], api_name="boosting_boundary"
+    )
 
 
 API_EXAMPLES = {
     "boosting_table": ("wine", None),
     "boosting_target": ("breast_cancer", None, None),
     "boosting_train": ("iris", None, None, "Gradient boosting", 20, 0.1, 3, 1.0, 1.0, 0.0, 0),
-    "boosting_boundary": ("iris", None, None, "Random forest", 10, 0.1, 0, 1.0, 1.0, 0.0, 0, "petal length (cm)", "petal width (cm)"),
+    "boosting_boundary": (
+        "iris",
+        None,
+        None,
+        "Random forest",
+        10,
+        0.1,
+        0,
+        1.0,
+        1.0,
+        0.0,
+        0,
+        "petal length (cm)",
+        "petal width (cm)",
+    ),
 }
 BROWSER_CHECK = {"button": "Train side by side", "expect_text": "ours' fit time", "timeout_ms": 60000}

@@ -85,18 +85,42 @@ class TreeBuilder:
         self.nodes: list[dict] = []
 
     def add(self, value: np.ndarray, impurity: float, weight: float, n_samples: int) -> int:
-        self.nodes.append(dict(feature=-2, threshold=-2.0, left=-1, right=-1, missing_left=False, value=np.atleast_1d(value).astype(float), impurity=impurity, gain=0.0, weight=weight, n_samples=n_samples))
+        self.nodes.append(
+            dict(
+                feature=-2,
+                threshold=-2.0,
+                left=-1,
+                right=-1,
+                missing_left=False,
+                value=np.atleast_1d(value).astype(float),
+                impurity=impurity,
+                gain=0.0,
+                weight=weight,
+                n_samples=n_samples,
+            )
+        )
         return len(self.nodes) - 1
 
-    def split(self, node: int, feature: int, threshold: float, left: int, right: int, gain: float, missing_left: bool = False) -> None:
-        self.nodes[node].update(feature=feature, threshold=threshold, left=left, right=right, gain=gain, missing_left=missing_left)
+    def split(
+        self, node: int, feature: int, threshold: float, left: int, right: int, gain: float, missing_left: bool = False
+    ) -> None:
+        self.nodes[node].update(
+            feature=feature, threshold=threshold, left=left, right=right, gain=gain, missing_left=missing_left
+        )
 
     def build(self) -> Tree:
         column = lambda name, dtype=float: np.array([node[name] for node in self.nodes], dtype=dtype)  # noqa: E731
         return Tree(
-            feature=column("feature", np.int64), threshold=column("threshold"), left=column("left", np.int64), right=column("right", np.int64),
-            missing_left=column("missing_left", bool), value=np.stack([node["value"] for node in self.nodes]), impurity=column("impurity"),
-            gain=column("gain"), weight=column("weight"), n_samples=column("n_samples", np.int64),
+            feature=column("feature", np.int64),
+            threshold=column("threshold"),
+            left=column("left", np.int64),
+            right=column("right", np.int64),
+            missing_left=column("missing_left", bool),
+            value=np.stack([node["value"] for node in self.nodes]),
+            impurity=column("impurity"),
+            gain=column("gain"),
+            weight=column("weight"),
+            n_samples=column("n_samples", np.int64),
         )
 
 
@@ -137,7 +161,14 @@ def node_value(statistics: np.ndarray, criterion: str) -> np.ndarray:
     return statistics / statistics.sum()
 
 
-def best_split(X: np.ndarray, statistics: np.ndarray, sorted_rows: np.ndarray, features: np.ndarray, criterion: str, min_samples_leaf: int):
+def best_split(
+    X: np.ndarray,
+    statistics: np.ndarray,
+    sorted_rows: np.ndarray,
+    features: np.ndarray,
+    criterion: str,
+    min_samples_leaf: int,
+):
     """The split of one node that lowers W * impurity the most: (gain, feature, threshold) or None.
 
     `sorted_rows` (f, k) lists the node's rows in increasing order of each candidate feature, so
@@ -150,7 +181,11 @@ def best_split(X: np.ndarray, statistics: np.ndarray, sorted_rows: np.ndarray, f
     total = left[0, -1] + statistics[sorted_rows[0, -1]]
     right = total - left
     position = np.arange(1, k)
-    valid = (values[:, 1:] > values[:, :-1] + FEATURE_THRESHOLD) & (position >= min_samples_leaf) & (k - position >= min_samples_leaf)
+    valid = (
+        (values[:, 1:] > values[:, :-1] + FEATURE_THRESHOLD)
+        & (position >= min_samples_leaf)
+        & (k - position >= min_samples_leaf)
+    )
     valid &= (node_weight(left, criterion) > 0) & (node_weight(right, criterion) > 0)  # out-of-bootstrap rows weigh 0
     if not valid.any():
         return None
@@ -161,7 +196,11 @@ def best_split(X: np.ndarray, statistics: np.ndarray, sorted_rows: np.ndarray, f
             decrease = left[..., 1] ** 2 / left[..., 0] + right[..., 1] ** 2 / right[..., 0] - total[1] ** 2 / total[0]
         else:
             parent = node_weight(total, criterion) * node_impurity(total, criterion)
-            decrease = parent - node_weight(left, criterion) * node_impurity(left, criterion) - node_weight(right, criterion) * node_impurity(right, criterion)
+            decrease = (
+                parent
+                - node_weight(left, criterion) * node_impurity(left, criterion)
+                - node_weight(right, criterion) * node_impurity(right, criterion)
+            )
     gain = np.where(valid, decrease, -np.inf)
     candidate, p = np.unravel_index(np.argmax(gain), gain.shape)
     if gain[candidate, p] <= 0:
@@ -182,7 +221,17 @@ def sorted_subset(sorted_rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return sorted_rows[keep[sorted_rows]].reshape(len(sorted_rows), -1)
 
 
-def grow_cart(X: np.ndarray, statistics: np.ndarray, criterion: str, max_depth: int | None, min_samples_split: int, min_samples_leaf: int, max_features: int, rng: np.random.Generator, sorted_rows: np.ndarray | None = None) -> Tree:
+def grow_cart(
+    X: np.ndarray,
+    statistics: np.ndarray,
+    criterion: str,
+    max_depth: int | None,
+    min_samples_split: int,
+    min_samples_leaf: int,
+    max_features: int,
+    rng: np.random.Generator,
+    sorted_rows: np.ndarray | None = None,
+) -> Tree:
     """Grow a CART tree depth-first (left child first) from per-sample statistics (n, m): weighted
     one-hot classes for classification, (w, w*y, w*y^2) for regression. At each node `max_features`
     features are drawn without replacement (all of them for a plain tree; fewer in a random forest).
@@ -202,9 +251,16 @@ def grow_cart(X: np.ndarray, statistics: np.ndarray, criterion: str, max_depth: 
         total = statistics[rows].sum(0)
         impurity = float(node_impurity(total, criterion))
         node = builder.add(node_value(total, criterion), impurity, float(node_weight(total, criterion)), len(rows))
-        if depth >= depth_limit or len(rows) < min_samples_split or len(rows) < 2 * min_samples_leaf or impurity <= 1e-12:
+        if (
+            depth >= depth_limit
+            or len(rows) < min_samples_split
+            or len(rows) < 2 * min_samples_leaf
+            or impurity <= 1e-12
+        ):
             return node
-        features = np.sort(rng.permutation(n_features)[:max_features]) if max_features < n_features else np.arange(n_features)
+        features = (
+            np.sort(rng.permutation(n_features)[:max_features]) if max_features < n_features else np.arange(n_features)
+        )
         split = best_split(X, statistics, sorted_rows[features], features, criterion, min_samples_leaf)
         if split is None:
             return node

@@ -68,17 +68,23 @@ class UNetConfig:
         if unknown:
             raise ValueError(f"unsupported block types {unknown}; this UNet builds {DOWN_BLOCK_TYPES + UP_BLOCK_TYPES}")
         if any(channels % self.norm_num_groups for channels in self.block_out_channels):
-            raise ValueError(f"every entry of block_out_channels must be divisible by norm_num_groups={self.norm_num_groups}")
+            raise ValueError(
+                f"every entry of block_out_channels must be divisible by norm_num_groups={self.norm_num_groups}"
+            )
 
     @property
     def time_embedding_dim(self) -> int:
         return 4 * self.block_out_channels[0]
 
 
-def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: int, max_period: float = 10_000.0) -> torch.Tensor:
+def sinusoidal_embedding(
+    timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: int, max_period: float = 10_000.0
+) -> torch.Tensor:
     """The Transformer's sinusoidal position encoding, applied to the timestep (DDPM, Appendix B). (B,) -> (B, dim)."""
     half = dim // 2
-    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / (half - freq_shift))
+    frequencies = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / (half - freq_shift)
+    )
     angles = timesteps.float()[:, None] * frequencies[None, :]  # (B, half)
     sin, cos = torch.sin(angles), torch.cos(angles)
     embedding = torch.cat([cos, sin] if flip_sin_to_cos else [sin, cos], dim=-1)
@@ -97,26 +103,48 @@ class TimestepEmbedding(nn.Module):
         return self.linear_2(F.silu(self.linear_1(embedding)))
 
 
-def resnet_block(in_channels: int, out_channels: int, config: UNetConfig, output_scale_factor: float = 1.0) -> ResnetBlock:
+def resnet_block(
+    in_channels: int, out_channels: int, config: UNetConfig, output_scale_factor: float = 1.0
+) -> ResnetBlock:
     """A ResNet block conditioned on the time embedding, with this UNet's norms and dropout."""
-    return ResnetBlock(in_channels, out_channels, config.time_embedding_dim, config.norm_num_groups, config.norm_eps, config.dropout, config.time_scale_shift, output_scale_factor)
+    return ResnetBlock(
+        in_channels,
+        out_channels,
+        config.time_embedding_dim,
+        config.norm_num_groups,
+        config.norm_eps,
+        config.dropout,
+        config.time_scale_shift,
+        output_scale_factor,
+    )
 
 
-def attention_block(channels: int, config: UNetConfig, output_scale_factor: float = 1.0, normalize: bool = True) -> SelfAttention:
+def attention_block(
+    channels: int, config: UNetConfig, output_scale_factor: float = 1.0, normalize: bool = True
+) -> SelfAttention:
     """Self-attention over the pixels with this UNet's head width and norms."""
-    return SelfAttention(channels, config.attention_head_dim, config.norm_num_groups, config.norm_eps, output_scale_factor, normalize)
+    return SelfAttention(
+        channels, config.attention_head_dim, config.norm_num_groups, config.norm_eps, output_scale_factor, normalize
+    )
 
 
 class DownBlock(nn.Module):
     """One resolution level of the encoder: ResNet blocks (each optionally followed by attention), then a
     downsample. Every intermediate output is kept for the decoder's skip connections."""
 
-    def __init__(self, in_channels: int, out_channels: int, with_attention: bool, add_downsample: bool, config: UNetConfig):
+    def __init__(
+        self, in_channels: int, out_channels: int, with_attention: bool, add_downsample: bool, config: UNetConfig
+    ):
         super().__init__()
-        self.resnets = nn.ModuleList(resnet_block(in_channels if i == 0 else out_channels, out_channels, config) for i in range(config.layers_per_block))
+        self.resnets = nn.ModuleList(
+            resnet_block(in_channels if i == 0 else out_channels, out_channels, config)
+            for i in range(config.layers_per_block)
+        )
         if with_attention:
             self.attentions = nn.ModuleList(attention_block(out_channels, config) for _ in self.resnets)
-        self.downsamplers = nn.ModuleList([Downsample(out_channels, config.downsample_padding)]) if add_downsample else None
+        self.downsamplers = (
+            nn.ModuleList([Downsample(out_channels, config.downsample_padding)]) if add_downsample else None
+        )
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
@@ -135,7 +163,15 @@ class UpBlock(nn.Module):
     """One resolution level of the decoder: each ResNet block takes the running features concatenated
     with one skip connection from the encoder (popped last-in, first-out), then an upsample."""
 
-    def __init__(self, in_channels: int, previous_channels: int, out_channels: int, with_attention: bool, add_upsample: bool, config: UNetConfig):
+    def __init__(
+        self,
+        in_channels: int,
+        previous_channels: int,
+        out_channels: int,
+        with_attention: bool,
+        add_upsample: bool,
+        config: UNetConfig,
+    ):
         super().__init__()
         layers = config.layers_per_block + 1
         self.resnets = nn.ModuleList()
@@ -165,7 +201,9 @@ class MidBlock(nn.Module):
         scale = config.mid_block_scale_factor
         self.resnets = nn.ModuleList(resnet_block(channels, channels, config, scale) for _ in range(2))
         # diffusers leaves out this attention's input norm when the time embedding scales and shifts the norms
-        self.attentions = nn.ModuleList([attention_block(channels, config, scale, normalize=not config.time_scale_shift)])
+        self.attentions = nn.ModuleList(
+            [attention_block(channels, config, scale, normalize=not config.time_scale_shift)]
+        )
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x, time_embedding)
@@ -183,14 +221,22 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(config.in_channels, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(channels[0], config.time_embedding_dim)
         self.down_blocks = nn.ModuleList(
-            DownBlock(channels[max(level - 1, 0)], channels[level], config.down_block_types[level] == "AttnDownBlock2D", level < levels - 1, config)
+            DownBlock(
+                channels[max(level - 1, 0)],
+                channels[level],
+                config.down_block_types[level] == "AttnDownBlock2D",
+                level < levels - 1,
+                config,
+            )
             for level in range(levels)
         )
         self.mid_block = MidBlock(channels[-1], config)
         reversed_channels = channels[::-1]
         self.up_blocks = nn.ModuleList(
             UpBlock(
-                in_channels=reversed_channels[min(level + 1, levels - 1)],  # the encoder width of this level's first skips
+                in_channels=reversed_channels[
+                    min(level + 1, levels - 1)
+                ],  # the encoder width of this level's first skips
                 previous_channels=reversed_channels[max(level - 1, 0)],
                 out_channels=reversed_channels[level],
                 with_attention=config.up_block_types[level] == "AttnUpBlock2D",
@@ -207,7 +253,9 @@ class UNet(nn.Module):
         if self.config.center_input_sample:
             x = 2 * x - 1
         timesteps = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])  # (B,)
-        time_embedding = sinusoidal_embedding(timesteps, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift)
+        time_embedding = sinusoidal_embedding(
+            timesteps, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift
+        )
         time_embedding = self.time_embedding(time_embedding.to(x.dtype))  # (B, 4 * C0)
 
         x = self.conv_in(x)
@@ -251,7 +299,10 @@ class NoiseSchedule:
             def alpha_bar(fraction: float) -> float:
                 return math.cos((fraction + 0.008) / 1.008 * math.pi / 2) ** 2
 
-            self.betas = torch.tensor([min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), 0.999) for i in range(steps)], dtype=torch.float32)
+            self.betas = torch.tensor(
+                [min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), 0.999) for i in range(steps)],
+                dtype=torch.float32,
+            )
         self.alpha_bars = torch.cumprod(1.0 - self.betas, dim=0)  # alpha_bar_t, t = 0 .. T-1
 
     @property
@@ -276,7 +327,9 @@ class NoiseSchedule:
         return [step * stride for step in reversed(range(num_steps))]
 
 
-def diffusion_loss(model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def diffusion_loss(
+    model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """L_simple (eq. 14): || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2, t uniform."""
     timesteps = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
@@ -286,14 +339,23 @@ def diffusion_loss(model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, gener
 # --- Sampling ----------------------------------------------------------------------------------------
 
 
-def predict_x0(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch.Tensor, timestep: int) -> torch.Tensor:
+def predict_x0(
+    schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch.Tensor, timestep: int
+) -> torch.Tensor:
     """Invert eq. 4 with the predicted noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
     alpha_bar = schedule.alpha_bar(timestep)
     x0 = (x_t - (1 - alpha_bar) ** 0.5 * predicted_noise) / alpha_bar**0.5
     return x0.clamp(-1, 1) if schedule.config.clip_sample else x0
 
 
-def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch.Tensor, timestep: int, previous_timestep: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def ddpm_step(
+    schedule: NoiseSchedule,
+    x_t: torch.Tensor,
+    predicted_noise: torch.Tensor,
+    timestep: int,
+    previous_timestep: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral step x_t -> x_{t'} (t' = previous_timestep < t), sampling the posterior q(x_{t'} | x_t, x_0).
 
     With t' = t - 1 this is eq. 6-7 of DDPM: mean = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
@@ -304,7 +366,9 @@ def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch
     alpha = alpha_bar / alpha_bar_previous
     beta = 1 - alpha
     x0 = predict_x0(schedule, x_t, predicted_noise, timestep)
-    mean = (alpha_bar_previous**0.5 * beta / (1 - alpha_bar)) * x0 + (alpha**0.5 * (1 - alpha_bar_previous) / (1 - alpha_bar)) * x_t
+    mean = (alpha_bar_previous**0.5 * beta / (1 - alpha_bar)) * x0 + (
+        alpha**0.5 * (1 - alpha_bar_previous) / (1 - alpha_bar)
+    ) * x_t
     if timestep == 0:
         return mean, x0  # the last step adds no noise
     variance = torch.clamp((1 - alpha_bar_previous) / (1 - alpha_bar) * beta, min=1e-20)
@@ -312,7 +376,15 @@ def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch
     return mean + variance**0.5 * noise, x0
 
 
-def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch.Tensor, timestep: int, previous_timestep: int, eta: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def ddim_step(
+    schedule: NoiseSchedule,
+    x_t: torch.Tensor,
+    predicted_noise: torch.Tensor,
+    timestep: int,
+    previous_timestep: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step (eq. 12): x_{t'} = sqrt(alpha_bar_{t'}) x_0 + sqrt(1 - alpha_bar_{t'} - sigma^2) eps + sigma z,
     with sigma = eta * sqrt((1 - alpha_bar_{t'}) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_{t'})
     (eq. 16). eta = 0: deterministic; eta = 1: the DDPM posterior's noise. Returns (x_{t'}, the x_0 estimate)."""
@@ -321,7 +393,9 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch
     sigma = eta * ((1 - alpha_bar_previous) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_previous)) ** 0.5
     x_previous = alpha_bar_previous**0.5 * x0 + (1 - alpha_bar_previous - sigma**2) ** 0.5 * predicted_noise
     if eta > 0:
-        x_previous = x_previous + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        x_previous = x_previous + sigma * torch.randn(
+            x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype
+        )
     return x_previous, x0
 
 

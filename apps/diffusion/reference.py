@@ -36,7 +36,11 @@ DIFFUSERS_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 def unet_config_from_diffusers(hf_config) -> UNetConfig:
     """UNet2DModel's config -> ours; ValueError for the options our UNet does not build."""
-    unsupported = [f"{name}={hf_config.get(name)!r}" for name, value in FIXED_OPTIONS.items() if hf_config.get(name, value) != value]
+    unsupported = [
+        f"{name}={hf_config.get(name)!r}"
+        for name, value in FIXED_OPTIONS.items()
+        if hf_config.get(name, value) != value
+    ]
     if hf_config.get("attn_norm_num_groups") is not None:
         unsupported.append(f"attn_norm_num_groups={hf_config['attn_norm_num_groups']}")
     if hf_config.get("resnet_time_scale_shift", "default") not in ("default", "scale_shift"):
@@ -101,7 +105,11 @@ def unet_to_diffusers(model: UNet) -> UNet2DModel:
     unet2d = UNet2DModel(**unet_config_to_diffusers(model.config))
     unet2d.load_state_dict(model.state_dict(), strict=True)
     parameter = next(model.parameters())
-    return unet2d.to(parameter.device) if parameter.dtype == torch.float32 else unet2d.to(parameter.device, parameter.dtype)
+    return (
+        unet2d.to(parameter.device)
+        if parameter.dtype == torch.float32
+        else unet2d.to(parameter.device, parameter.dtype)
+    )
 
 
 def schedule_config_from_diffusers(scheduler_config) -> ScheduleConfig:
@@ -110,7 +118,16 @@ def schedule_config_from_diffusers(scheduler_config) -> ScheduleConfig:
     unsupported = []
     if scheduler_config.get("beta_schedule") not in names:
         unsupported.append(f"beta_schedule={scheduler_config.get('beta_schedule')!r}")
-    for option, supported in (("prediction_type", "epsilon"), ("thresholding", False), ("trained_betas", None), ("rescale_betas_zero_snr", False), ("timestep_spacing", "leading"), ("steps_offset", 0), ("clip_sample_range", 1.0), ("set_alpha_to_one", True)):
+    for option, supported in (
+        ("prediction_type", "epsilon"),
+        ("thresholding", False),
+        ("trained_betas", None),
+        ("rescale_betas_zero_snr", False),
+        ("timestep_spacing", "leading"),
+        ("steps_offset", 0),
+        ("clip_sample_range", 1.0),
+        ("set_alpha_to_one", True),
+    ):
         if scheduler_config.get(option, supported) != supported:
             unsupported.append(f"{option}={scheduler_config[option]!r}")
     if unsupported:

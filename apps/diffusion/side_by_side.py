@@ -97,15 +97,20 @@ class SamplingRequest:
             raise ValueError(f"Unknown sampler {self.sampler!r}; choose DDIM or DDPM.")
         total = model.schedule.num_train_timesteps
         if self.steps is None or not 1 <= self.steps <= total:
-            raise ValueError(f"Steps must be a whole number from 1 to {total} (the timesteps the model was trained on); got {self.steps}.")
+            raise ValueError(
+                f"Steps must be a whole number from 1 to {total} (the timesteps the model was trained on); got {self.steps}."
+            )
         if self.eta is None or not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be between 0 (deterministic DDIM) and 1 (as much noise as DDPM); got {self.eta}.")
+            raise ValueError(
+                f"eta must be between 0 (deterministic DDIM) and 1 (as much noise as DDPM); got {self.eta}."
+            )
         if self.count is None or not 1 <= self.count <= MAX_IMAGES:
             raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {self.count}.")
         if self.count * self.steps > model.evaluation_budget:
             raise ValueError(
                 f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per side, more than this "
-                f"CPU answers quickly ({model.evaluation_budget:,}). Use fewer images or steps (DDIM with 20-50 steps looks as good)."
+                f"CPU answers quickly ({model.evaluation_budget:,}). Use fewer images or steps (DDIM with 20-50 "
+                "steps looks as good)."
             )
         if self.seed is None or not 0 <= self.seed < 2**63:
             raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {self.seed}.")
@@ -140,14 +145,20 @@ def run_ours(model: DiffusionModel, request: SamplingRequest, on_step=None) -> t
 
     def record(index: int, timestep: int, x_t: torch.Tensor, x0: torch.Tensor) -> None:
         if index in keep:
-            shown = torch.cat([x_t[:TRAJECTORY_IMAGES].clamp(-1, 1), x0[:TRAJECTORY_IMAGES]])  # noise overshoots the pixel range
+            shown = torch.cat(
+                [x_t[:TRAJECTORY_IMAGES].clamp(-1, 1), x0[:TRAJECTORY_IMAGES]]
+            )  # noise overshoots the pixel range
             grid = image_grid(shown, columns=min(TRAJECTORY_IMAGES, request.count), value_range=(-1, 1), scale=2)
-            trajectory.frames.append((grid, f"step {index + 1}/{request.steps}, t = {timestep}: x_t (top), predicted x_0 (bottom)"))
+            trajectory.frames.append(
+                (grid, f"step {index + 1}/{request.steps}, t = {timestep}: x_t (top), predicted x_0 (bottom)")
+            )
         if on_step is not None:
             on_step(index, request.steps)
 
     start = time.perf_counter()
-    images = sample(model.unet, model.schedule, noise, request.sampler.lower(), request.steps, request.eta, generator, record)
+    images = sample(
+        model.unet, model.schedule, noise, request.sampler.lower(), request.steps, request.eta, generator, record
+    )
     return Samples(images, time.perf_counter() - start), trajectory
 
 
@@ -158,7 +169,13 @@ def run_reference(model: DiffusionModel, request: SamplingRequest) -> Samples:
     options = {"eta": request.eta} if request.sampler == "DDIM" else {}
     start = time.perf_counter()
     with torch.no_grad():
-        images = pipeline(batch_size=request.count, generator=generator, num_inference_steps=request.steps, output_type="pt", **options).images
+        images = pipeline(
+            batch_size=request.count,
+            generator=generator,
+            num_inference_steps=request.steps,
+            output_type="pt",
+            **options,
+        ).images
     return Samples(images, time.perf_counter() - start)
 
 

@@ -60,11 +60,16 @@ def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(
     model = sbs.diffusion_model(model_name)
     request = sbs.SamplingRequest(sampler, steps, eta, seed, count)
     request.validate(model)
-    ours, trajectory = sbs.run_ours(model, request, on_step=lambda index, total: progress((index + 1, total), desc="ours", unit="steps"))
+    ours, trajectory = sbs.run_ours(
+        model, request, on_step=lambda index, total: progress((index + 1, total), desc="ours", unit="steps")
+    )
     reference = sbs.run_reference(model, request)
     difference = (ours.images - reference.images).abs().max().item()
     badges = comparison_badges(ours.seconds, reference.seconds, difference, PIXEL_TOLERANCE)
-    badges += f"<div>{count} images x {steps} steps; per image: ours {ours.seconds / count * 1000:.0f} ms, diffusers {reference.seconds / count * 1000:.0f} ms</div>"
+    badges += (
+        f"<div>{count} images x {steps} steps; per image: ours {ours.seconds / count * 1000:.0f} ms, diffusers "
+        f"{reference.seconds / count * 1000:.0f} ms</div>"
+    )
     figure = None
     if model.unet.config.in_channels == 1 and count >= 2:
         from shared.image_metric import image_quality
@@ -74,7 +79,15 @@ def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(
         badges += f"<div>{report.reading('our samples')}</div>"
     else:
         request.notes.append("The digit classifier scores grayscale samples only, two or more at a time.")
-    return notes_markdown(request.notes), sbs.grid_of(ours), sbs.grid_of(reference), badges, trajectory.frames, figure, source_of(*CODE_SHOWN[sampler])
+    return (
+        notes_markdown(request.notes),
+        sbs.grid_of(ours),
+        sbs.grid_of(reference),
+        badges,
+        trajectory.frames,
+        figure,
+        source_of(*CODE_SHOWN[sampler]),
+    )
 
 
 def build_tab() -> None:
@@ -89,17 +102,29 @@ def build_tab() -> None:
             seed = gr.Number(0, precision=0, minimum=0, label="Seed (the same noise on both sides)")
             generate_button = gr.Button("Generate", variant="primary")
             with gr.Accordion("Use a diffusers UNet from the Hub (needs the internet)", open=False):
-                hub_name = gr.Textbox(label="Hub id or save_pretrained folder (empty: the shipped model)", placeholder="google/ddpm-cifar10-32, ./my-ddpm")
+                hub_name = gr.Textbox(
+                    label="Hub id or save_pretrained folder (empty: the shipped model)",
+                    placeholder="google/ddpm-cifar10-32, ./my-ddpm",
+                )
                 load_button = gr.Button("Load into ours and diffusers")
                 hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}**.")
         with gr.Column(scale=3):
             notes = gr.Markdown()
             with gr.Row():
                 ours_grid = gr.Image(label="Ours", type="numpy", interactive=False)
-                reference_grid = gr.Image(label="diffusers pipeline (same weights and noise)", type="numpy", interactive=False)
+                reference_grid = gr.Image(
+                    label="diffusers pipeline (same weights and noise)", type="numpy", interactive=False
+                )
             badges = gr.HTML()
-            trajectory = gr.Gallery(label="Denoising: x_t and the predicted x_0 along the way (ours)", columns=3, height="auto", object_fit="contain")
-            chart = gr.Plot(label="Our samples as a digit classifier reads them (a stand-in for Inception, which needs a download)")
+            trajectory = gr.Gallery(
+                label="Denoising: x_t and the predicted x_0 along the way (ours)",
+                columns=3,
+                height="auto",
+                object_fit="contain",
+            )
+            chart = gr.Plot(
+                label="Our samples as a digit classifier reads them (a stand-in for Inception, which needs a download)"
+            )
     code = code_panel(*CODE_SHOWN["DDIM"])
     generate_button.click(
         generate,

@@ -57,7 +57,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=256, help="DDIM-20 samples scored at the end")
     parser.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16", "fp16"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export-diffusers", type=Path, default=None, help="also write a diffusers DDPMPipeline folder here")
+    parser.add_argument(
+        "--export-diffusers", type=Path, default=None, help="also write a diffusers DDPMPipeline folder here"
+    )
     return parser.parse_args(argv)
 
 
@@ -68,12 +70,30 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     images = mnist_padded(mnist5k().train_images)  # (4500, 1, 32, 32)
-    config = UNetConfig(block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4) if arguments.tiny else SHIPPED_UNET
+    config = (
+        UNetConfig(
+            block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        )
+        if arguments.tiny
+        else SHIPPED_UNET
+    )
     schedule_config = ScheduleConfig()
     schedule = NoiseSchedule(schedule_config)
     model = UNet(config)
-    recipe = OptimizerRecipe(steps=arguments.steps, batch_size=arguments.batch_size, learning_rate=arguments.learning_rate, warmup_steps=min(200, arguments.steps // 10 + 1), weight_decay=0.0, betas=(0.9, 0.999))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    recipe = OptimizerRecipe(
+        steps=arguments.steps,
+        batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate,
+        warmup_steps=min(200, arguments.steps // 10 + 1),
+        weight_decay=0.0,
+        betas=(0.9, 0.999),
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.learning_rate, betas=recipe.betas, weight_decay=recipe.weight_decay
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = ExponentialMovingAverage(accelerator.unwrap_model(model), arguments.ema_decay)
     generator = torch.Generator().manual_seed(arguments.seed + accelerator.process_index)
@@ -93,7 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.zero_grad(set_to_none=True)
         ema.update(accelerator.unwrap_model(model))
         if step % 50 == 0 or step == recipe.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - started, 1)})
+            log.append(
+                {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - started, 1)}
+            )
             progress.set_postfix(loss=log[-1]["loss"])
     training_minutes = (time.perf_counter() - started) / 60
 
@@ -125,7 +147,9 @@ def score_checkpoint(out: Path, training: dict, samples: int, seed: int) -> dict
     at, and write training_report.json (the `training` facts plus the scores)."""
     model = load_model(UNet, UNetConfig, out)
     schedule = NoiseSchedule(ScheduleConfig(**training["schedule"]))
-    noise = torch.randn(samples, 1, model.config.sample_size, model.config.sample_size, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(
+        samples, 1, model.config.sample_size, model.config.sample_size, generator=torch.Generator().manual_seed(seed)
+    )
     images = torch.cat([sample(model, schedule, chunk, "ddim", 20) for chunk in noise.split(128)])
     save_grid(images[:64], out / "samples_ddim20.png", columns=8, scale=2)
     report = {**training, "ddim20_quality": image_quality(images).as_row()}

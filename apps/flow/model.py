@@ -67,7 +67,9 @@ def prior_log_prob(z: torch.Tensor, prior: str) -> torch.Tensor:
     return log_density.flatten(1).sum(1)
 
 
-def prior_sample(shape: tuple[int, ...], prior: str, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_sample(
+    shape: tuple[int, ...], prior: str, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Draw z from the prior with its spread multiplied by `temperature` (Glow section 5: T < 1 gives cleaner samples)."""
     if prior == "gaussian":
         z = torch.randn(shape, generator=generator)
@@ -79,7 +81,12 @@ def prior_sample(shape: tuple[int, ...], prior: str, temperature: float, generat
 
 def check_temperature(temperature: float) -> None:
     if temperature is None or not 0 < temperature <= 2:
-        raise ValueError(f"The temperature must be above 0 and at most 2 (1 = the prior as trained, below 1 = sharper samples); got {temperature}.")
+        raise ValueError(
+            (
+                "The temperature must be above 0 and at most 2 (1 = the prior as trained, below 1 = sharper "
+                f"samples); got {temperature}."
+            )
+        )
 
 
 # --- Between pixels and the model's space ------------------------------------------------------------
@@ -313,8 +320,10 @@ def mlp(in_features: int, hidden: int, out_features: int, hidden_layers: int) ->
 def conv_net(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
     """Glow's coupling network: 3x3 conv, ReLU, 1x1 conv, ReLU, zero-initialised 3x3 conv."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(),
         zero_initialized(nn.Conv2d(hidden, out_channels, 3, padding=1)),
     )
 
@@ -356,7 +365,10 @@ class NormalizingFlow(nn.Module):
         """Draw latents from the prior (spread times `temperature`) and decode them: (count, *data_shape)."""
         check_temperature(temperature)
         device = next(self.parameters()).device
-        latents = [prior_sample((count, *shape), self.prior, temperature, generator).to(device) for shape in self.latent_shapes()]
+        latents = [
+            prior_sample((count, *shape), self.prior, temperature, generator).to(device)
+            for shape in self.latent_shapes()
+        ]
         return self.decode(latents)
 
 
@@ -393,7 +405,11 @@ class CouplingFlow(NormalizingFlow):
         self.data_shape = tuple(image_shape) if image_shape else (config.dims,)
         outputs = config.dims * (2 if config.coupling == "affine" else 1)
         layers: list[nn.Module] = [
-            Coupling(alternating_mask(config.dims, index % 2), mlp(config.dims, config.hidden, outputs, config.hidden_layers), config.coupling == "affine")
+            Coupling(
+                alternating_mask(config.dims, index % 2),
+                mlp(config.dims, config.hidden, outputs, config.hidden_layers),
+                config.coupling == "affine",
+            )
             for index in range(config.couplings)
         ]
         if config.final_scaling:
@@ -423,7 +439,8 @@ class MultiScaleFlowConfig:
     """RealNVP or Glow on images: `levels` times (squeeze, `steps_per_level` flow steps, split off half the
     channels), the last level without the split."""
 
-    kind: str = "glow"  # "realnvp": masked affine couplings (checkerboard then channel masks); "glow": actnorm + 1x1 conv + coupling
+    # "realnvp": masked affine couplings (checkerboard then channel masks); "glow": actnorm + 1x1 conv + coupling
+    kind: str = "glow"
     image_shape: tuple[int, int, int] = (1, 28, 28)
     levels: int = 2
     steps_per_level: int = 4
@@ -439,7 +456,12 @@ class MultiScaleFlowConfig:
             raise ValueError(f"kind must be 'realnvp' or 'glow', not {self.kind!r}")
         channels, height, width = self.image_shape
         if height % 2**self.levels or width % 2**self.levels:
-            raise ValueError(f"{self.levels} levels halve the image {self.levels} times: height and width must be divisible by {2**self.levels}")
+            raise ValueError(
+                (
+                    f"{self.levels} levels halve the image {self.levels} times: height and width must be divisible "
+                    f"by {2**self.levels}"
+                )
+            )
         if self.prior not in PRIORS or self.preprocessing not in PREPROCESSINGS:
             raise ValueError(f"prior must be one of {PRIORS} and preprocessing one of {PREPROCESSINGS}")
 
@@ -463,7 +485,11 @@ class MultiScaleFlow(NormalizingFlow):
             for index in range(config.steps_per_level):
                 net = conv_net(channels, config.hidden_channels, 2 * channels)
                 if config.kind == "glow":
-                    steps += [ActNorm(channels), InvertibleConv1x1(channels, generator), Coupling(channel_mask(channels, 0), net, affine=True)]
+                    steps += [
+                        ActNorm(channels),
+                        InvertibleConv1x1(channels, generator),
+                        Coupling(channel_mask(channels, 0), net, affine=True),
+                    ]
                 else:  # RealNVP: the first half of the steps checkerboard, the rest channel-wise, alternating which half is kept
                     spatial = index < config.steps_per_level // 2
                     mask = checkerboard_mask(height, width, index % 2) if spatial else channel_mask(channels, index % 2)
@@ -499,7 +525,9 @@ class MultiScaleFlow(NormalizingFlow):
         return x
 
 
-def image_bits_per_dim(flow: NormalizingFlow, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def image_bits_per_dim(
+    flow: NormalizingFlow, pixels: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Bits per dimension of 8-bit images (B, C, H, W) or (B, H, W) under `flow`, with one uniform
     dequantization draw: per example, (B,)."""
     if pixels.ndim == 3:
@@ -509,7 +537,9 @@ def image_bits_per_dim(flow: NormalizingFlow, pixels: torch.Tensor, generator: t
     return bits_per_dim(flow.log_prob(y), log_det, pixels[0].numel())
 
 
-def sample_pixels(flow: NormalizingFlow, count: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_pixels(
+    flow: NormalizingFlow, count: int, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Samples of an image flow as pixel values in [0, 1], (count, C, H, W)."""
     config = flow.config
     return to_pixels(flow.sample(count, temperature, generator), config.preprocessing, config.logit_alpha)
@@ -545,7 +575,9 @@ def interpolate(noise: torch.Tensor, data: torch.Tensor, t: torch.Tensor) -> tor
     return t * data + (1 - t) * noise
 
 
-def rectified_flow_loss(velocity: Velocity, data: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def rectified_flow_loss(
+    velocity: Velocity, data: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Eq. 1 of Liu et al.: E_t || (x_1 - x_0) - v(x_t, t) ||^2, t ~ U(0, 1). `noise` given: reflow on
     coupled pairs (x_0, x_1); else x_0 is fresh Gaussian noise (independent coupling, 1-rectified flow)."""
     if noise is None:
@@ -614,7 +646,9 @@ def trajectories(velocity: Velocity, noise: torch.Tensor, steps: int, solver: st
 
 
 @torch.no_grad()
-def reflow_pairs(velocity: Velocity, noise: torch.Tensor, steps: int, solver: str = "euler", batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def reflow_pairs(
+    velocity: Velocity, noise: torch.Tensor, steps: int, solver: str = "euler", batch_size: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reflow's training data (section 2.2): each noise x_0 with the flow's own image of it, ODE(x_0).
     Returns (x_0, x_1), both the shape of `noise`."""
     outputs = [sample_ode(velocity, chunk, steps, solver) for chunk in noise.split(batch_size)]

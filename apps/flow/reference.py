@@ -30,7 +30,9 @@ NUM_TRAIN_TIMESTEPS = 1000
 
 def make_scheduler() -> FlowMatchEulerDiscreteScheduler:
     """The scheduler with the settings whose step is our Euler step (shift 1, deterministic)."""
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0, stochastic_sampling=False)
+    return FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0, stochastic_sampling=False
+    )
 
 
 def set_our_times(scheduler: FlowMatchEulerDiscreteScheduler, steps: int) -> None:

@@ -20,7 +20,15 @@ import torch
 
 from apps.diffusion.model import UNetConfig
 from apps.flow import toy
-from apps.flow.model import UNetVelocity, check_steps, check_temperature, sample_ode, sample_pixels, straightness, trajectories
+from apps.flow.model import (
+    UNetVelocity,
+    check_steps,
+    check_temperature,
+    sample_ode,
+    sample_pixels,
+    straightness,
+    trajectories,
+)
 from apps.flow.train import CHECKPOINT_DIR, FLOW_CLASSES, REPORT_FILE, TRAIN_COMMAND
 from shared.checkpoint import CheckpointError, load_model
 from shared.images import image_grid
@@ -76,8 +84,12 @@ class ToyView:
     seconds: float  # training time
     log_density: tuple[np.ndarray, np.ndarray] | None = None  # RealNVP: (density on a grid, axis values)
     mean_log_likelihood: float | None = None  # RealNVP: exact, on fresh data points
-    paths: dict[str, np.ndarray] = field(default_factory=dict)  # rectified: name -> (steps + 1, B, 2), the chosen solver and steps
-    fine_paths: dict[str, np.ndarray] = field(default_factory=dict)  # the same starts on 100 Heun steps: the ODE's own path
+    paths: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # rectified: name -> (steps + 1, B, 2), the chosen solver and steps
+    fine_paths: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # the same starts on 100 Heun steps: the ODE's own path
     path_straightness: dict[str, float] = field(default_factory=dict)
     reflow_samples: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
@@ -97,8 +109,21 @@ def toy_view(density: str, kind: str, steps: int, solver: str, seed: int = 0, pr
         with torch.no_grad():
             samples = flows.realnvp.sample(TOY_POINTS, 1.0, generator)
             mean_log_likelihood = flows.realnvp.log_prob(data).mean().item()
-        view = ToyView(density, kind, data.numpy(), samples.numpy(), flows.seconds, toy.density_grid(flows.realnvp), mean_log_likelihood)
-        view.notes.append("RealNVP maps the points to a Gaussian exactly, so its density is known everywhere; steps and solver are rectified-flow settings.")
+        view = ToyView(
+            density,
+            kind,
+            data.numpy(),
+            samples.numpy(),
+            flows.seconds,
+            toy.density_grid(flows.realnvp),
+            mean_log_likelihood,
+        )
+        view.notes.append(
+            (
+                "RealNVP maps the points to a Gaussian exactly, so its density is known everywhere; steps and "
+                "solver are rectified-flow settings."
+            )
+        )
         return view
     noise = torch.randn(TOY_POINTS, 2, generator=generator)
     method = SOLVER_NAMES[solver]
@@ -108,7 +133,9 @@ def toy_view(density: str, kind: str, steps: int, solver: str, seed: int = 0, pr
     for name, velocity in (("1-rectified", flows.rectified), ("2-rectified (reflow)", flows.reflowed)):
         paths = trajectories(velocity, noise[:TOY_TRAJECTORIES], steps, method)
         view.paths[name] = paths.numpy()
-        fine = trajectories(velocity, noise[:TOY_TRAJECTORIES], 100, "heun")  # straightness on a fine grid, independent of the slider
+        fine = trajectories(
+            velocity, noise[:TOY_TRAJECTORIES], 100, "heun"
+        )  # straightness on a fine grid, independent of the slider
         view.fine_paths[name] = fine.numpy()
         view.path_straightness[name] = straightness(fine).mean().item()
     return view
@@ -120,7 +147,9 @@ def toy_view(density: str, kind: str, steps: int, solver: str, seed: int = 0, pr
 def training_report() -> dict:
     path = CHECKPOINT_DIR / REPORT_FILE
     if not path.exists():
-        raise ValueError(f"The shipped flow checkpoints are missing from {CHECKPOINT_DIR}; create them with `{TRAIN_COMMAND}`.")
+        raise ValueError(
+            f"The shipped flow checkpoints are missing from {CHECKPOINT_DIR}; create them with `{TRAIN_COMMAND}`."
+        )
     return json.loads(path.read_text())
 
 
@@ -171,7 +200,9 @@ def flow_samples(name: str, temperature: float, count: int, seed: int) -> FlowSa
     bits = {label: report[folder]["held_out_bits_per_dim"] for label, folder in FLOWS.items() if folder in report}
     result = FlowSamples(images, seconds, bits)
     if temperature > 1:
-        result.notes.append("A temperature above 1 draws latents wider than the prior the model was trained with: expect noisier digits.")
+        result.notes.append(
+            "A temperature above 1 draws latents wider than the prior the model was trained with: expect noisier digits."
+        )
     return result
 
 
@@ -193,8 +224,13 @@ class RectifiedRequest:
         self.count, self.seed, self.steps = check_count(self.count), check_seed(self.seed), int(self.steps)
         if self.count * self.steps > EVALUATION_BUDGET:
             raise ValueError(
-                f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per side, more than this CPU "
-                f"answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps (after reflow, 1-4 steps already give digits)."
+                (
+                    f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per "
+                    "side, more than this CPU "
+                )(
+                    f"answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps (after reflow, 1-4 steps "
+                    "already give digits)."
+                )
             )
 
 
@@ -234,4 +270,3 @@ def run_reference(request: RectifiedRequest) -> Samples:
 def grid_of(images: torch.Tensor, scale: int = 3) -> np.ndarray:
     columns = int(np.ceil(np.sqrt(len(images))))
     return image_grid(images, columns=columns, scale=scale)
-

@@ -14,7 +14,11 @@ from apps.flow.model import Coupling, euler_step, heun_step, rectified_flow_loss
 from shared.device import gpu_task
 from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
-CODE_SHOWN = {"toy": (rectified_flow_loss, sample_ode, euler_step, heun_step), "flow": (Coupling,), "rectified": (sample_ode, euler_step)}
+CODE_SHOWN = {
+    "toy": (rectified_flow_loss, sample_ode, euler_step, heun_step),
+    "flow": (Coupling,),
+    "rectified": (sample_ode, euler_step),
+}
 # max |ours - diffusers| on [0, 1] pixels, same velocity model and noise: float rounding only
 PIXEL_TOLERANCE = 1e-4
 
@@ -52,18 +56,40 @@ def toy_figure(view: sbs.ToyView, steps: int, solver: str):
         figure, axes = plt.subplots(1, 5, figsize=(21, 4.4))
         scatter(axes[0], view.data, f"data: {view.density}", "#4c72b0")
         colours = {"1-rectified": "#dd8452", "2-rectified (reflow)": "#55a868"}
-        for axis, samples, name in ((axes[1], view.samples, "1-rectified"), (axes[2], view.reflow_samples, "2-rectified (reflow)")):
+        for axis, samples, name in (
+            (axes[1], view.samples, "1-rectified"),
+            (axes[2], view.reflow_samples, "2-rectified (reflow)"),
+        ):
             scatter(axis, samples, f"{name}, {steps} {solver} steps", colours[name])
         for axis, name in zip(axes[3:], colours):
             fine, coarse = view.fine_paths[name], view.paths[name]
             for index in range(fine.shape[1]):
                 axis.plot(fine[:, index, 0], fine[:, index, 1], color=colours[name], linewidth=1.0, alpha=0.8)
-                axis.plot(coarse[:, index, 0], coarse[:, index, 1], color="black", linewidth=0.5, alpha=0.5, marker="o", markersize=2)
+                axis.plot(
+                    coarse[:, index, 0],
+                    coarse[:, index, 1],
+                    color="black",
+                    linewidth=0.5,
+                    alpha=0.5,
+                    marker="o",
+                    markersize=2,
+                )
             axis.scatter(fine[0, :, 0], fine[0, :, 1], s=8, color="black", zorder=3)
             limit = toy.PLOT_LIMIT
-            axis.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[], aspect="equal",
-                     title=f"{name} paths (straightness {view.path_straightness[name]:.3f})")
-        axes[3].text(-toy.PLOT_LIMIT + 0.1, -toy.PLOT_LIMIT + 0.15, f"colour: the ODE's path; black: {steps} {solver} steps from the noise (dots)", fontsize=7)
+            axis.set(
+                xlim=(-limit, limit),
+                ylim=(-limit, limit),
+                xticks=[],
+                yticks=[],
+                aspect="equal",
+                title=f"{name} paths (straightness {view.path_straightness[name]:.3f})",
+            )
+        axes[3].text(
+            -toy.PLOT_LIMIT + 0.1,
+            -toy.PLOT_LIMIT + 0.15,
+            f"colour: the ODE's path; black: {steps} {solver} steps from the noise (dots)",
+            fontsize=7,
+        )
     figure.tight_layout()
     plt.close(figure)
     return figure
@@ -72,9 +98,14 @@ def toy_figure(view: sbs.ToyView, steps: int, solver: str):
 @user_errors
 def toy_run(density, kind, steps, solver, seed, progress=gr.Progress()):
     """Train (in this request, unless trained already) and plot."""
-    view = sbs.toy_view(density, kind, steps, solver, seed, progress=lambda fraction, text: progress(fraction, desc=text))
+    view = sbs.toy_view(
+        density, kind, steps, solver, seed, progress=lambda fraction, text: progress(fraction, desc=text)
+    )
     if view.log_density is not None:
-        summary = f"Trained in {view.seconds:.1f} s. Exact mean log-likelihood of {len(view.data):,} fresh data points: **{view.mean_log_likelihood:.3f} nats**."
+        summary = (
+            f"Trained in {view.seconds:.1f} s. Exact mean log-likelihood of {len(view.data):,} fresh data points: "
+            f"**{view.mean_log_likelihood:.3f} nats**."
+        )
     else:
         curved, straight = view.path_straightness.values()
         summary = (
@@ -93,7 +124,8 @@ def flow_run(name, temperature, count, seed, progress=gr.Progress()):
     rows = " · ".join(f"{label} **{value:.3f}**" for label, value in result.bits_per_dim.items())
     text = (
         f"Held-out bits/dim on the 500 held-out MNIST digits (lower is better): {rows}; pytorch-generative reports "
-        f"**{sbs.REFERENCE_BITS_PER_DIM}** for NICE on full MNIST after far longer training. {count} samples in {result.seconds * 1000:.0f} ms."
+        f"**{sbs.REFERENCE_BITS_PER_DIM}** for NICE on full MNIST after far longer training. {count} samples in "
+        f"{result.seconds * 1000:.0f} ms."
     )
     return notes_markdown(result.notes), sbs.grid_of(result.images), text, source_of(*CODE_SHOWN["flow"])
 
@@ -119,7 +151,13 @@ def rectified_run(model, steps, seed, count, progress=gr.Progress()):
             f"<div>The digit classifier reads {report.classes_present}/10 digits in our samples, mean confidence "
             f"{report.mean_confidence:.2f} (real digits: {report.real_mean_confidence:.2f}).</div>"
         )
-    return notes_markdown(request.notes), sbs.grid_of(ours.images), sbs.grid_of(reference.images), badges, source_of(*CODE_SHOWN["rectified"])
+    return (
+        notes_markdown(request.notes),
+        sbs.grid_of(ours.images),
+        sbs.grid_of(reference.images),
+        badges,
+        source_of(*CODE_SHOWN["rectified"]),
+    )
 
 
 def count_seed_and_button(seed_label: str, button_label: str):
@@ -147,7 +185,9 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             flow_name = gr.Radio(list(sbs.FLOWS), value="Glow", label="Flow")
-            temperature = Slider(0.05, 2, value=0.7, step=0.05, label="Temperature (spread of the latents; 1 = as trained)")
+            temperature = Slider(
+                0.05, 2, value=0.7, step=0.05, label="Temperature (spread of the latents; 1 = as trained)"
+            )
             flow_count, flow_seed, flow_button = count_seed_and_button("Seed", "Sample the flow")
         with gr.Column(scale=3):
             flow_notes = gr.Markdown()
@@ -158,17 +198,34 @@ def build_tab() -> None:
         with gr.Column(scale=1, min_width=260):
             rectified_model = gr.Radio(list(sbs.RECTIFIED), value=list(sbs.RECTIFIED)[0], label="Model")
             rectified_steps = Slider(1, 1000, value=4, step=1, label="Euler steps")
-            rectified_count, rectified_seed, rectified_button = count_seed_and_button("Seed (the same noise on both sides)", "Generate digits")
+            rectified_count, rectified_seed, rectified_button = count_seed_and_button(
+                "Seed (the same noise on both sides)", "Generate digits"
+            )
         with gr.Column(scale=3):
             rectified_notes = gr.Markdown()
             with gr.Row():
                 ours_grid = gr.Image(label="Ours (sample_ode, Euler)", type="numpy", format="png", interactive=False)
-                reference_grid = gr.Image(label="diffusers FlowMatchEulerDiscreteScheduler loop (same model and noise)", type="numpy", format="png", interactive=False)
+                reference_grid = gr.Image(
+                    label="diffusers FlowMatchEulerDiscreteScheduler loop (same model and noise)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                )
             rectified_badges = gr.HTML()
     code = code_panel(*CODE_SHOWN["toy"])
 
-    toy_button.click(toy_run, inputs=[density, kind, steps, solver, toy_seed], outputs=[toy_notes, toy_plot, toy_summary, code], api_name="flow_toy")
-    flow_button.click(flow_run, inputs=[flow_name, temperature, flow_count, flow_seed], outputs=[flow_notes, flow_grid, flow_summary, code], api_name="flow_sample")
+    toy_button.click(
+        toy_run,
+        inputs=[density, kind, steps, solver, toy_seed],
+        outputs=[toy_notes, toy_plot, toy_summary, code],
+        api_name="flow_toy",
+    )
+    flow_button.click(
+        flow_run,
+        inputs=[flow_name, temperature, flow_count, flow_seed],
+        outputs=[flow_notes, flow_grid, flow_summary, code],
+        api_name="flow_sample",
+    )
     rectified_button.click(
         rectified_run,
         inputs=[rectified_model, rectified_steps, rectified_seed, rectified_count],

@@ -76,7 +76,11 @@ def sample_density(name: str, count: int, seed: int = 0) -> torch.Tensor:
 
 def toy_realnvp() -> CouplingFlow:
     """8 affine couplings on 2-D points, masks alternating between x and y, Gaussian prior."""
-    return CouplingFlow(CouplingFlowConfig(dims=2, couplings=8, hidden=64, hidden_layers=2, coupling="affine", prior="gaussian", final_scaling=False))
+    return CouplingFlow(
+        CouplingFlowConfig(
+            dims=2, couplings=8, hidden=64, hidden_layers=2, coupling="affine", prior="gaussian", final_scaling=False
+        )
+    )
 
 
 class MLPVelocity(nn.Module):
@@ -86,9 +90,12 @@ class MLPVelocity(nn.Module):
         super().__init__()
         self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(frequencies).float())
         self.net = nn.Sequential(
-            nn.Linear(2 + 2 * frequencies, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(2 + 2 * frequencies, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, 2),
         )
 
@@ -107,7 +114,15 @@ class ToyRecipe:
     reflow_steps: int = 1500
 
 
-def train_loop(model: nn.Module, loss_of_batch: Callable[[int], torch.Tensor], steps: int, learning_rate: float, progress: Progress | None, label: str, share: tuple[float, float]) -> list[float]:
+def train_loop(
+    model: nn.Module,
+    loss_of_batch: Callable[[int], torch.Tensor],
+    steps: int,
+    learning_rate: float,
+    progress: Progress | None,
+    label: str,
+    share: tuple[float, float],
+) -> list[float]:
     """Adam with a cosine decay; returns the loss every 50 steps. `share` is the slice of the progress bar."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -122,7 +137,10 @@ def train_loop(model: nn.Module, loss_of_batch: Callable[[int], torch.Tensor], s
         if step % 50 == 0 or step == steps - 1:
             losses.append(round(loss.item(), 4))
             if progress is not None:
-                progress(share[0] + (share[1] - share[0]) * (step + 1) / steps, f"{label}: step {step + 1}/{steps}, loss {loss.item():.3f}")
+                progress(
+                    share[0] + (share[1] - share[0]) * (step + 1) / steps,
+                    f"{label}: step {step + 1}/{steps}, loss {loss.item():.3f}",
+                )
     return losses
 
 
@@ -142,7 +160,9 @@ class ToyFlows:
 KINDS = ("RealNVP (exact likelihood)", "rectified flow + reflow")
 
 
-def train_toy(density: str, kind: str, seed: int = 0, recipe: ToyRecipe | None = None, progress: Progress | None = None) -> ToyFlows:
+def train_toy(
+    density: str, kind: str, seed: int = 0, recipe: ToyRecipe | None = None, progress: Progress | None = None
+) -> ToyFlows:
     """Train the chosen model on fresh batches of the density (a new batch every step)."""
     if density not in DENSITIES:
         raise ValueError(f"Unknown toy density {density!r}; choose one of {', '.join(DENSITIES)}.")
@@ -159,15 +179,33 @@ def train_toy(density: str, kind: str, seed: int = 0, recipe: ToyRecipe | None =
 
     if kind == KINDS[0]:
         flow = toy_realnvp()
-        result.losses["negative log-likelihood"] = train_loop(flow, lambda step: -flow.log_prob(data_batch(step)).mean(), recipe.steps, recipe.learning_rate, progress, "RealNVP", (0, 1))
+        result.losses["negative log-likelihood"] = train_loop(
+            flow,
+            lambda step: -flow.log_prob(data_batch(step)).mean(),
+            recipe.steps,
+            recipe.learning_rate,
+            progress,
+            "RealNVP",
+            (0, 1),
+        )
         result.realnvp = flow.eval()
     else:
         first = MLPVelocity()
-        result.losses["1-rectified flow"] = train_loop(first, lambda step: rectified_flow_loss(first, data_batch(step), generator=generator), recipe.steps, recipe.learning_rate, progress, "rectified flow", (0, 0.45))
+        result.losses["1-rectified flow"] = train_loop(
+            first,
+            lambda step: rectified_flow_loss(first, data_batch(step), generator=generator),
+            recipe.steps,
+            recipe.learning_rate,
+            progress,
+            "rectified flow",
+            (0, 0.45),
+        )
         first.eval()
         if progress is not None:
             progress(0.5, f"reflow: {recipe.reflow_pairs} (noise, sample) pairs from the first flow")
-        noise, samples = reflow_pairs(first, torch.randn(recipe.reflow_pairs, 2, generator=generator), recipe.reflow_ode_steps)
+        noise, samples = reflow_pairs(
+            first, torch.randn(recipe.reflow_pairs, 2, generator=generator), recipe.reflow_ode_steps
+        )
         second = MLPVelocity()
         second.load_state_dict(first.state_dict())  # reflow starts from the first flow (section 3 of Liu et al.)
 
@@ -175,7 +213,9 @@ def train_toy(density: str, kind: str, seed: int = 0, recipe: ToyRecipe | None =
             index = torch.randint(0, len(noise), (recipe.batch_size,), generator=generator)
             return rectified_flow_loss(second, samples[index], noise[index], generator=generator)
 
-        result.losses["2-rectified flow (reflow)"] = train_loop(second, pair_loss, recipe.reflow_steps, recipe.learning_rate / 3, progress, "reflow", (0.55, 1))
+        result.losses["2-rectified flow (reflow)"] = train_loop(
+            second, pair_loss, recipe.reflow_steps, recipe.learning_rate / 3, progress, "reflow", (0.55, 1)
+        )
         result.rectified, result.reflowed = first, second.eval()
     result.seconds = time.perf_counter() - start
     return result

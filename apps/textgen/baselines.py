@@ -138,7 +138,7 @@ class KneserNeyNGram:
         prefix_ids = np.zeros(len(tokens), dtype=np.int64)
         for k in levels:
             positions = len(tokens) - k + 1  # k-grams start at 0 .. N-k
-            key = prefix_ids[:positions] * vocab_size + tokens[k - 1:]
+            key = prefix_ids[:positions] * vocab_size + tokens[k - 1 :]
             unique_keys, first_position, gram_ids = np.unique(key, return_index=True, return_inverse=True)
             if k > 1:
                 # Continuation counts of order k-1: each distinct k-gram "v g" adds one to its suffix
@@ -242,8 +242,15 @@ class KneserNeyNGram:
             probability[keys[start:end] - context_id * vocab_size] += self._interpolation_mass[k - 1][start:end]
         return probability
 
-    def generate(self, context: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None, top_p: float | None = None) -> list[int]:
+    def generate(
+        self,
+        context: list[int],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        top_p: float | None = None,
+    ) -> list[int]:
         """
         Continue context by max_new_tokens sampled tokens; returns context + the new tokens.
         Sampling as in the GPT (`sample_next_token` on ln p): temperature 0 = greedy.
@@ -290,21 +297,27 @@ class KneserNeyNGram:
     def _as_token_array(self, token_ids: Sequence[int]) -> np.ndarray:
         tokens = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), "
-                             f"got values in [{tokens.min()}, {tokens.max()}]")
+            raise ValueError(
+                f"token ids must lie in [0, {self.config.vocab_size}), got values in [{tokens.min()}, {tokens.max()}]"
+            )
         return tokens
 
     def _history(self, context: Sequence[int]) -> list[int]:
         """The last order-1 tokens of context: all an n-gram conditions on."""
-        return list(context)[-(self.config.order - 1):] if self.config.order > 1 else []
+        return list(context)[-(self.config.order - 1) :] if self.config.order > 1 else []
 
     def _check_fitted(self):
         if not self.is_fitted:
             raise ValueError("the n-gram model is not fitted: call fit(token_ids) or load(path) first")
 
 
-def choose_order(train_ids: Sequence[int], validation_ids: Sequence[int], orders: Sequence[int] = (2, 3, 4, 5),
-                 vocab_size: int = 4096, progress: bool = False) -> tuple[int, dict[int, float]]:
+def choose_order(
+    train_ids: Sequence[int],
+    validation_ids: Sequence[int],
+    orders: Sequence[int] = (2, 3, 4, 5),
+    vocab_size: int = 4096,
+    progress: bool = False,
+) -> tuple[int, dict[int, float]]:
     """
     Fit one Kneser-Ney model per order on train_ids and score validation_ids:
     returns (the order with the lowest validation NLL, {order: NLL in nats per token}).
@@ -354,8 +367,13 @@ class LSTMLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.n_embd)
-        self.lstm = nn.LSTM(config.n_embd, config.hidden_size, num_layers=config.n_layers, batch_first=True,
-                            dropout=config.dropout if config.n_layers > 1 else 0.0)  # dropout between layers
+        self.lstm = nn.LSTM(
+            config.n_embd,
+            config.hidden_size,
+            num_layers=config.n_layers,
+            batch_first=True,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
+        )  # dropout between layers
         self.dropout = nn.Dropout(config.dropout)
         head_inputs = config.hidden_size
         self.projection = None
@@ -407,8 +425,15 @@ class LSTMLanguageModel(nn.Module):
         return F.softmax(logits.float(), dim=-1)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
         """
         Continue idx (B, T) by max_new_tokens tokens; returns (B, T + max_new_tokens). The prompt
         runs once; each step then feeds only the newest token with the carried (h, c) state.
@@ -458,8 +483,8 @@ class LSTMLanguageModel(nn.Module):
         total = -F.log_softmax(self.initial_logits().double(), dim=-1)[tokens[0]].item()
         state = None
         for start in range(0, tokens.numel() - 1, chunk_length):
-            targets = tokens[start + 1:start + 1 + chunk_length]  # (L,)
-            inputs = tokens[start:start + targets.numel()]  # (L,): x_t predicts x_{t+1}
+            targets = tokens[start + 1 : start + 1 + chunk_length]  # (L,)
+            inputs = tokens[start : start + targets.numel()]  # (L,): x_t predicts x_{t+1}
             logits, _, state = self(inputs[None], state=state)  # (1, L, V)
             total += F.cross_entropy(logits[0].double(), targets, reduction="sum").item()
         self.train(was_training)

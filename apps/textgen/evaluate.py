@@ -29,6 +29,8 @@ def gpt_total_nll(model: GPT, token_ids: torch.Tensor, stride: int | None = None
         targets = tokens[start + 1 : end + 1].clone().unsqueeze(0).to(device)
         targets[:, : scored - start] = -100  # already scored by an earlier window
         logits, _ = model(inputs)
-        total += torch.nn.functional.cross_entropy(logits[0].float(), targets[0], ignore_index=-100, reduction="sum").item()
+        total += torch.nn.functional.cross_entropy(
+            logits[0].float(), targets[0], ignore_index=-100, reduction="sum"
+        ).item()
         scored = end
     return total

@@ -64,14 +64,11 @@ class GPTConfig:
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"GPTConfig.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon}")
         if self.position_encoding not in ("learned", "rope"):
-            raise ValueError(
-                f"GPTConfig.position_encoding must be 'learned' or 'rope', got {self.position_encoding!r}"
-            )
+            raise ValueError(f"GPTConfig.position_encoding must be 'learned' or 'rope', got {self.position_encoding!r}")
         if self.position_encoding == "rope":
             if self.head_size % 2 != 0:
                 raise ValueError(
-                    f"RoPE rotates pairs of dimensions: the head size n_embd // n_head ({self.head_size}) "
-                    "must be even"
+                    f"RoPE rotates pairs of dimensions: the head size n_embd // n_head ({self.head_size}) must be even"
                 )
             if self.rope_theta <= 0:
                 raise ValueError(f"GPTConfig.rope_theta must be positive, got {self.rope_theta}")
@@ -116,8 +113,14 @@ class KVCache:
     reallocated or concatenated while generating.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int | None = None,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         self.max_len = config.block_size if max_len is None else max_len
         if not 0 < self.max_len <= config.block_size:
             raise ValueError(f"KVCache max_len must be in [1, block_size={config.block_size}], got {max_len}")
@@ -275,8 +278,11 @@ class GPT(nn.Module):
         """Number of parameters (the tied head counted once); optionally without the embedding tables."""
         n = sum(p.numel() for p in self.parameters())
         # an int8 copy (quantize_int8) keeps its Linear weights as buffers: count them as parameters
-        n += sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
-                 for m in self.modules() if isinstance(m, Int8Linear) and m is not self.lm_head)
+        n += sum(
+            m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            for m in self.modules()
+            if isinstance(m, Int8Linear) and m is not self.lm_head
+        )
         if exclude_embeddings:
             n -= self.transformer.wte.weight.numel()
             if "wpe" in self.transformer:
@@ -346,15 +352,23 @@ class GPT(nn.Module):
 
     def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits of the next token after idx (B, T) without a cache, (B, vocab_size): the head runs once."""
-        return self.lm_head(self.hidden_states(idx[:, -self.config.block_size:])[:, -1, :])
+        return self.lm_head(self.hidden_states(idx[:, -self.config.block_size :])[:, -1, :])
 
     # -------------------------------------------------------------------------
     # Generation
 
     @torch.inference_mode()
-    def stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
-               eos_id: int | None = None) -> Iterator[torch.Tensor]:
+    def stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        eos_id: int | None = None,
+    ) -> Iterator[torch.Tensor]:
         """
         Yield the next token ids, (B,), one step at a time, for up to max_new_tokens steps.
 
@@ -396,10 +410,10 @@ class GPT(nn.Module):
                 if cache.length == 0:  # prefill
                     context = tokens[:, :n]
                 elif cache.length < block_size:  # one new token
-                    context = tokens[:, n - 1:n]
+                    context = tokens[:, n - 1 : n]
                 else:  # window full: slide it
                     cache.reset()
-                    context = tokens[:, n - keep:n]
+                    context = tokens[:, n - keep : n]
                 logits = self(context, cache=cache)[0][:, -1, :]  # (B, V)
             next_token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B,)
             if finished is not None:
@@ -411,16 +425,24 @@ class GPT(nn.Module):
             if finished is not None and bool(finished.all()):
                 return
 
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
-                 eos_id: int | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        eos_id: int | None = None,
+    ) -> torch.Tensor:
         """
         Continue idx (B, T) by up to max_new_tokens tokens; returns (B, T' + n) where T' = min(T, block_size)
         (a too-long prompt is trimmed to its last block_size tokens) and n <= max_new_tokens (fewer
         only when every row reached eos_id). Arguments as in stream(). The steps run in inference mode;
         the returned tensor is an ordinary one (usable as the input of a training step).
         """
-        prompt = idx[:, -self.config.block_size:]
+        prompt = idx[:, -self.config.block_size :]
         new = list(self.stream(idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache, eos_id))
         if not new:
             return prompt.clone()
@@ -510,8 +532,13 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """
     logits (B, V) -> token ids (B,).
     temperature 0 (or top_p 0) = greedy argmax. Otherwise softmax(logits / temperature) restricted to

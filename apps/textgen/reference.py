@@ -110,7 +110,15 @@ def gpt_to_hf(model: GPT) -> GPT2LMHeadModel:
 
 
 # What a GPT-2 repository needs on the Hub: config, safetensors weights (never pickles), tokenizer.
-HUB_FILES = ["config.json", "*.safetensors", "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json", "generation_config.json"]
+HUB_FILES = [
+    "config.json",
+    "*.safetensors",
+    "tokenizer*",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "generation_config.json",
+]
 
 
 def load_hub_gpt(name_or_path: str | os.PathLike) -> GPT:

@@ -81,7 +81,9 @@ def text_models(name: str = SHIPPED) -> TextModels:
         try:
             hf_tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as error:
-            raise ValueError(f"{name!r} has no tokenizer files next to its weights: {str(error).splitlines()[0]}") from error
+            raise ValueError(
+                f"{name!r} has no tokenizer files next to its weights: {str(error).splitlines()[0]}"
+            ) from error
     device = current_device()
     return TextModels(name, gpt.to(device).eval(), gpt_to_hf(gpt).to(device).eval(), hf_tokenizer, tokenizer)
 
@@ -149,11 +151,15 @@ def prompt_ids(models: TextModels, request: GenerationRequest) -> list[int]:
         ids = models.encode(request.prompt)
     keep = max(block_size // 2, block_size - request.max_new_tokens)
     if len(ids) > keep:
-        request.notes.append(f"The prompt is {len(ids):,} tokens and the model sees {block_size} positions: only its last {keep} tokens are used.")
+        request.notes.append(
+            f"The prompt is {len(ids):,} tokens and the model sees {block_size} positions: only its last {keep} tokens are used."
+        )
         ids = ids[-keep:]
     if len(ids) + request.max_new_tokens > block_size:
         request.max_new_tokens = block_size - len(ids)
-        request.notes.append(f"New tokens lowered to {request.max_new_tokens} so that prompt and continuation fit the {block_size}-token context.")
+        request.notes.append(
+            f"New tokens lowered to {request.max_new_tokens} so that prompt and continuation fit the {block_size}-token context."
+        )
     return ids
 
 
@@ -176,7 +182,15 @@ def stream_ours(models: TextModels, ids: list[int], request: GenerationRequest) 
     """Our GPT's new tokens as they come; `seconds` counts only the model's own time."""
     device = next(models.gpt.parameters()).device
     prompt = torch.tensor([ids], device=device)
-    steps = models.gpt.stream(prompt, request.max_new_tokens, request.temperature, request.top_k, request.top_p, request.seed, eos_id=models.eot_id)
+    steps = models.gpt.stream(
+        prompt,
+        request.max_new_tokens,
+        request.temperature,
+        request.top_k,
+        request.top_p,
+        request.seed,
+        eos_id=models.eot_id,
+    )
     new, seconds = [], 0.0
     while True:
         started = time.perf_counter()
@@ -193,17 +207,31 @@ def run_reference(models: TextModels, ids: list[int], request: GenerationRequest
     seeded like ours, so with the same seed the same tokens come out wherever the probabilities match."""
     device = next(models.hf_gpt.parameters()).device
     prompt = torch.tensor([ids], device=device)
-    sampling = {"do_sample": False} if request.greedy else {"do_sample": True, "temperature": request.temperature, "top_k": request.top_k or 0, "top_p": request.top_p if request.top_p is not None else 1.0}
+    sampling = (
+        {"do_sample": False}
+        if request.greedy
+        else {
+            "do_sample": True,
+            "temperature": request.temperature,
+            "top_k": request.top_k or 0,
+            "top_p": request.top_p if request.top_p is not None else 1.0,
+        }
+    )
     if request.seed is not None:
         torch.manual_seed(request.seed)
     started = time.perf_counter()
     with torch.inference_mode():
         output = models.hf_gpt.generate(
-            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=request.max_new_tokens, min_new_tokens=0,
-            pad_token_id=models.eot_id, eos_token_id=models.eot_id, **sampling,
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=request.max_new_tokens,
+            min_new_tokens=0,
+            pad_token_id=models.eot_id,
+            eos_token_id=models.eot_id,
+            **sampling,
         )
     seconds = time.perf_counter() - started
-    new = output[0, len(ids):].tolist()
+    new = output[0, len(ids) :].tolist()
     if models.eot_id in new:  # ours stops at <|endoftext|> too
         new = new[: new.index(models.eot_id) + 1]
     return Run(new, seconds)
@@ -214,11 +242,15 @@ def stream_baseline(kind: str, ids: list[int], request: GenerationRequest) -> It
     if kind == "lstm":
         model = shipped_lstm()
         started = time.perf_counter()
-        output = model.generate(torch.tensor([ids]), request.max_new_tokens, request.temperature, request.top_k, request.top_p, request.seed)[0, len(ids):].tolist()
+        output = model.generate(
+            torch.tensor([ids]), request.max_new_tokens, request.temperature, request.top_k, request.top_p, request.seed
+        )[0, len(ids) :].tolist()
     elif kind == "ngram":
         model = shipped_ngram()
         started = time.perf_counter()
-        output = model.generate(list(ids), request.max_new_tokens, request.temperature, request.top_k, request.seed, top_p=request.top_p)[len(ids):]
+        output = model.generate(
+            list(ids), request.max_new_tokens, request.temperature, request.top_k, request.seed, top_p=request.top_p
+        )[len(ids) :]
     else:
         raise ValueError(f"Unknown baseline {kind!r}; choose 'lstm' or 'ngram'.")
     seconds = time.perf_counter() - started

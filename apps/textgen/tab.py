@@ -13,7 +13,11 @@ from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyp
 
 GPT_CHOICE, LSTM_CHOICE, NGRAM_CHOICE = "GPT (ours) vs transformers GPT-2", "LSTM (ours)", "Kneser-Ney n-gram (ours)"
 MODEL_KINDS = {GPT_CHOICE: "gpt", LSTM_CHOICE: "lstm", NGRAM_CHOICE: "ngram"}
-CODE_SHOWN = {"gpt": (GPT.stream, sample_next_token), "lstm": (LSTMLanguageModel.generate,), "ngram": (KneserNeyNGram.next_token_distribution,)}
+CODE_SHOWN = {
+    "gpt": (GPT.stream, sample_next_token),
+    "lstm": (LSTMLanguageModel.generate,),
+    "ngram": (KneserNeyNGram.next_token_distribution,),
+}
 EXAMPLE_PROMPT = "The history of mathematics"
 STREAM_EVERY = 4  # tokens between screen updates while streaming
 
@@ -61,7 +65,13 @@ def load_gpt(name: str, progress=gr.Progress()):
     progress(0.1, desc=f"loading {name}")
     models = sbs.text_models(name)
     parameters = models.gpt.num_parameters()
-    return name, f"Using **{name}**: {parameters / 1e6:.1f} M parameters, context {models.gpt.config.block_size}, vocabulary {models.gpt.config.vocab_size:,}."
+    return (
+        name,
+        (
+            f"Using **{name}**: {parameters / 1e6:.1f} M parameters, context {models.gpt.config.block_size}, "
+            f"vocabulary {models.gpt.config.vocab_size:,}."
+        ),
+    )
 
 
 @gpu_task  # outermost: on a ZeroGPU Space the whole request holds the GPU
@@ -86,14 +96,40 @@ def generate(prompt, model_choice, max_new_tokens, temperature, top_k, top_p, se
     ours_text = shown_prompt + models.decode(ours.ids)
     speed = f"ours: {len(ours.ids)} tokens at {ours.tokens_per_second:,.0f} tokens/s"
     if kind != "gpt":
-        yield notes_markdown(request.notes), ours_text, "(the reference column runs only for the GPT)", comparison_badges(ours.seconds) + speed, pieces, figure, code
+        yield (
+            notes_markdown(request.notes),
+            ours_text,
+            "(the reference column runs only for the GPT)",
+            comparison_badges(ours.seconds) + speed,
+            pieces,
+            figure,
+            code,
+        )
         return
-    yield notes_markdown(request.notes), ours_text, "running transformers generate ...", comparison_badges(ours.seconds), pieces, figure, code
+    yield (
+        notes_markdown(request.notes),
+        ours_text,
+        "running transformers generate ...",
+        comparison_badges(ours.seconds),
+        pieces,
+        figure,
+        code,
+    )
     reference = sbs.run_reference(models, ids, request)
     label = "greedy tokens identical" if request.greedy else "sampled tokens identical (same seed)"
-    badges = comparison_badges(ours.seconds, reference.seconds, identical=ours.ids == reference.ids, identical_label=label)
+    badges = comparison_badges(
+        ours.seconds, reference.seconds, identical=ours.ids == reference.ids, identical_label=label
+    )
     speed += f"; transformers: {len(reference.ids)} tokens at {reference.tokens_per_second:,.0f} tokens/s"
-    yield notes_markdown(request.notes), ours_text, shown_prompt + models.decode(reference.ids), badges + speed, pieces, figure, code
+    yield (
+        notes_markdown(request.notes),
+        ours_text,
+        shown_prompt + models.decode(reference.ids),
+        badges + speed,
+        pieces,
+        figure,
+        code,
+    )
 
 
 def build_tab() -> None:
@@ -112,7 +148,10 @@ def build_tab() -> None:
                 seed = gr.Number(0, precision=0, label="Seed")
             generate_button = gr.Button("Generate", variant="primary")
             with gr.Accordion("Use a GPT-2 from the Hugging Face Hub (needs the internet)", open=False):
-                hub_name = gr.Textbox(label="Hub id or local save_pretrained folder (empty: the shipped model)", placeholder="gpt2, distilgpt2, ./my-gpt2")
+                hub_name = gr.Textbox(
+                    label="Hub id or local save_pretrained folder (empty: the shipped model)",
+                    placeholder="gpt2, distilgpt2, ./my-gpt2",
+                )
                 load_button = gr.Button("Load into ours and transformers")
                 hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}** model.")
         with gr.Column(scale=3):
@@ -121,7 +160,9 @@ def build_tab() -> None:
                 ours_text = gr.Textbox(label="Ours", lines=10, interactive=False)
                 reference_text = gr.Textbox(label="transformers (same weights)", lines=10, interactive=False)
             badges = gr.HTML()
-            pieces = gr.HighlightedText(label="The prompt as BPE pieces (hover for the token id)", show_legend=False, combine_adjacent=False)
+            pieces = gr.HighlightedText(
+                label="The prompt as BPE pieces (hover for the token id)", show_legend=False, combine_adjacent=False
+            )
             chart = gr.Plot(label="Most likely next tokens after the prompt")
     code = code_panel(*CODE_SHOWN["gpt"])
     generate_button.click(

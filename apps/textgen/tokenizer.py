@@ -138,7 +138,9 @@ class BPETokenizer:
         deterministic.
         """
         if vocab_size < BYTE_VOCAB_SIZE + 1:
-            raise ValueError(f"vocab_size must be at least {BYTE_VOCAB_SIZE + 1} (256 bytes + {END_OF_TEXT}), got {vocab_size}.")
+            raise ValueError(
+                f"vocab_size must be at least {BYTE_VOCAB_SIZE + 1} (256 bytes + {END_OF_TEXT}), got {vocab_size}."
+            )
         split_pattern = regex.compile(GPT2_SPLIT_PATTERN)
         chunk_counts = Counter(
             chunk for document in text.split(END_OF_TEXT) for chunk in split_pattern.findall(document)
@@ -283,7 +285,9 @@ class BPETokenizer:
             raise ValueError(f"{path} is not a tokenizer saved by BPETokenizer.save.")
         tokenizer = cls([tuple(pair) for pair in state["merges"]])
         if state["special_tokens"] != {END_OF_TEXT: tokenizer.eot_id}:
-            raise ValueError(f"{path}: expected {END_OF_TEXT} to have id {tokenizer.eot_id}, got {state['special_tokens']}.")
+            raise ValueError(
+                f"{path}: expected {END_OF_TEXT} to have id {tokenizer.eot_id}, got {state['special_tokens']}."
+            )
         return tokenizer
 
     # -----------------------------------------------------------------------------------------

@@ -22,7 +22,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from apps.textgen.baselines import KneserNeyNGram, LSTMConfig, LSTMLanguageModel, NGramConfig, bits_per_character, choose_order
+from apps.textgen.baselines import (
+    KneserNeyNGram,
+    LSTMConfig,
+    LSTMLanguageModel,
+    NGramConfig,
+    bits_per_character,
+    choose_order,
+)
 from apps.textgen.evaluate import gpt_total_nll
 from apps.textgen.model import GPT, GPTConfig
 from apps.textgen.tokenizer import BPETokenizer
@@ -54,16 +61,29 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def random_windows(tokens: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_windows(
+    tokens: torch.Tensor, batch_size: int, length: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of random windows of the token stream: inputs (B, T) and next-token targets (B, T)."""
     starts = torch.randint(len(tokens) - length - 1, (batch_size,), generator=generator)
     windows = torch.stack([tokens[s : s + length + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
 
-def train_language_model(name: str, model: torch.nn.Module, recipe: OptimizerRecipe, train_tokens: torch.Tensor, validation_tokens: torch.Tensor, block_size: int, accelerator, seed: int) -> list[dict]:
+def train_language_model(
+    name: str,
+    model: torch.nn.Module,
+    recipe: OptimizerRecipe,
+    train_tokens: torch.Tensor,
+    validation_tokens: torch.Tensor,
+    block_size: int,
+    accelerator,
+    seed: int,
+) -> list[dict]:
     """The training loop shared by the GPT and the LSTM: both map (B, T) ids to (logits, loss, ...)."""
-    optimizer = torch.optim.AdamW(decay_and_no_decay(model, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas)
+    optimizer = torch.optim.AdamW(
+        decay_and_no_decay(model, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = torch.Generator().manual_seed(seed + accelerator.process_index)
     log, started = [], time.perf_counter()
@@ -71,7 +91,9 @@ def train_language_model(name: str, model: torch.nn.Module, recipe: OptimizerRec
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = recipe.learning_rate_at(step)
-        inputs, targets = (t.to(accelerator.device) for t in random_windows(train_tokens, recipe.batch_size, block_size, generator))
+        inputs, targets = (
+            t.to(accelerator.device) for t in random_windows(train_tokens, recipe.batch_size, block_size, generator)
+        )
         model.train()
         with accelerator.autocast():
             loss = model(inputs, targets)[1]
@@ -80,9 +102,16 @@ def train_language_model(name: str, model: torch.nn.Module, recipe: OptimizerRec
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 50 == 0 or step == recipe.steps - 1:
-            entry = {"step": step, "train_loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - started, 1)}
+            entry = {
+                "step": step,
+                "train_loss": round(loss.item(), 4),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
             if step % 250 == 0 or step == recipe.steps - 1:
-                entry["validation_loss"] = round(validation_loss(accelerator.unwrap_model(model), validation_tokens, block_size, accelerator.device), 4)
+                entry["validation_loss"] = round(
+                    validation_loss(accelerator.unwrap_model(model), validation_tokens, block_size, accelerator.device),
+                    4,
+                )
             log.append(entry)
             progress.set_postfix(loss=entry["train_loss"], val=entry.get("validation_loss", "-"))
     return log
@@ -105,9 +134,17 @@ def plot_losses(logs: dict[str, list[dict]], path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for (name, log), colour in zip(logs.items(), ("tab:blue", "tab:orange")):
-        axis.plot([e["step"] for e in log], [e["train_loss"] for e in log], color=colour, alpha=0.5, label=f"{name} train")
+        axis.plot(
+            [e["step"] for e in log], [e["train_loss"] for e in log], color=colour, alpha=0.5, label=f"{name} train"
+        )
         validated = [e for e in log if "validation_loss" in e]
-        axis.plot([e["step"] for e in validated], [e["validation_loss"] for e in validated], "o-", color=colour, label=f"{name} held out")
+        axis.plot(
+            [e["step"] for e in validated],
+            [e["validation_loss"] for e in validated],
+            "o-",
+            color=colour,
+            label=f"{name} held out",
+        )
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("cross-entropy (nats / token)")
     axis.set_title("Text generation: training curves")
@@ -131,19 +168,54 @@ def main(argv: list[str] | None = None) -> dict:
     train_ids, validation_ids = tokenizer.encode(split.train), tokenizer.encode(split.validation)
     train_tokens, validation_tokens = torch.tensor(train_ids), torch.tensor(validation_ids)
     characters = len(split.validation)
-    accelerator.print(f"{len(train_ids):,} training tokens, {len(validation_ids):,} held-out tokens, {characters / len(validation_ids):.2f} characters per token")
+    accelerator.print(
+        (
+            f"{len(train_ids):,} training tokens, {len(validation_ids):,} held-out tokens, "
+            f"{characters / len(validation_ids):.2f} characters per token"
+        )
+    )
 
-    gpt_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=arguments.block_size, n_layer=arguments.n_layer, n_head=arguments.n_head, n_embd=arguments.n_embd, dropout=arguments.dropout)
+    gpt_config = GPTConfig(
+        vocab_size=tokenizer.vocab_size,
+        block_size=arguments.block_size,
+        n_layer=arguments.n_layer,
+        n_head=arguments.n_head,
+        n_embd=arguments.n_embd,
+        dropout=arguments.dropout,
+    )
     gpt = GPT(gpt_config)
-    gpt_recipe = OptimizerRecipe(steps=arguments.gpt_steps, batch_size=arguments.gpt_batch_size, learning_rate=1e-3, warmup_steps=min(200, arguments.gpt_steps // 10 + 1))
-    gpt_log = train_language_model("GPT", gpt, gpt_recipe, train_tokens, validation_tokens, arguments.block_size, accelerator, arguments.seed)
+    gpt_recipe = OptimizerRecipe(
+        steps=arguments.gpt_steps,
+        batch_size=arguments.gpt_batch_size,
+        learning_rate=1e-3,
+        warmup_steps=min(200, arguments.gpt_steps // 10 + 1),
+    )
+    gpt_log = train_language_model(
+        "GPT", gpt, gpt_recipe, train_tokens, validation_tokens, arguments.block_size, accelerator, arguments.seed
+    )
 
-    lstm_config = LSTMConfig(vocab_size=tokenizer.vocab_size, n_embd=arguments.n_embd, hidden_size=arguments.lstm_hidden_size, n_layers=1, dropout=arguments.dropout, tie_weights=True)
+    lstm_config = LSTMConfig(
+        vocab_size=tokenizer.vocab_size,
+        n_embd=arguments.n_embd,
+        hidden_size=arguments.lstm_hidden_size,
+        n_layers=1,
+        dropout=arguments.dropout,
+        tie_weights=True,
+    )
     lstm = LSTMLanguageModel(lstm_config)
-    lstm_recipe = OptimizerRecipe(steps=arguments.lstm_steps, batch_size=arguments.lstm_batch_size, learning_rate=3e-3, warmup_steps=min(100, arguments.lstm_steps // 10 + 1))
-    lstm_log = train_language_model("LSTM", lstm, lstm_recipe, train_tokens, validation_tokens, arguments.block_size, accelerator, arguments.seed)
+    lstm_recipe = OptimizerRecipe(
+        steps=arguments.lstm_steps,
+        batch_size=arguments.lstm_batch_size,
+        learning_rate=3e-3,
+        warmup_steps=min(100, arguments.lstm_steps // 10 + 1),
+    )
+    lstm_log = train_language_model(
+        "LSTM", lstm, lstm_recipe, train_tokens, validation_tokens, arguments.block_size, accelerator, arguments.seed
+    )
 
-    best_order, ngram_losses = choose_order(train_ids, validation_ids, orders=arguments.ngram_orders, vocab_size=tokenizer.vocab_size)
+    best_order, ngram_losses = choose_order(
+        train_ids, validation_ids, orders=arguments.ngram_orders, vocab_size=tokenizer.vocab_size
+    )
     ngram = KneserNeyNGram(NGramConfig(order=best_order, vocab_size=tokenizer.vocab_size)).fit(train_ids)
 
     if not accelerator.is_main_process:

@@ -50,7 +50,9 @@ class Preprocessing:
         return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)  # broadcasts over (B, C, S, S)
 
 
-def preprocessing_for_hub(folder: str | os.PathLike, image_size: int, num_channels: int) -> tuple[Preprocessing, list[str]]:
+def preprocessing_for_hub(
+    folder: str | os.PathLike, image_size: int, num_channels: int
+) -> tuple[Preprocessing, list[str]]:
     """The mean and standard deviation a Hub checkpoint was trained with, read from its
     preprocessor_config.json (plain JSON); ViTImageProcessor's defaults (0.5, 0.5) when it has none."""
     path = Path(folder) / IMAGE_PROCESSOR_FILE
@@ -61,14 +63,21 @@ def preprocessing_for_hub(folder: str | os.PathLike, image_size: int, num_channe
         except (OSError, ValueError) as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from error
     else:
-        notes.append(f"{Path(folder).name} has no {IMAGE_PROCESSOR_FILE}: pixels normalised with ViTImageProcessor's defaults (mean 0.5, std 0.5).")
+        notes.append(
+            (
+                f"{Path(folder).name} has no {IMAGE_PROCESSOR_FILE}: pixels normalised with ViTImageProcessor's "
+                "defaults (mean 0.5, std 0.5)."
+            )
+        )
     if settings.get("do_normalize", True):
         mean, std = settings.get("image_mean", [0.5]), settings.get("image_std", [0.5])
     else:
         mean, std = [0.0], [1.0]
     mean, std = tuple(float(v) for v in np.atleast_1d(mean)), tuple(float(v) for v in np.atleast_1d(std))
     if len(mean) not in (1, num_channels) or len(std) not in (1, num_channels) or min(std) <= 0:
-        raise ValueError(f"{path} gives image_mean {mean} and image_std {std}, which do not fit a {num_channels}-channel model.")
+        raise ValueError(
+            f"{path} gives image_mean {mean} and image_std {std}, which do not fit a {num_channels}-channel model."
+        )
     return Preprocessing(image_size, num_channels, mean, std), notes
 
 
@@ -76,7 +85,13 @@ def preprocessing_for_hub(folder: str | os.PathLike, image_size: int, num_channe
 # Training digits (pixel_values in [0, 1]: shared.images.to_unit_batch)
 
 
-def random_affine(pixel_values: torch.Tensor, generator: torch.Generator, degrees: float = 10.0, shift: float = 2.0, scale: tuple[float, float] = (0.9, 1.1)) -> torch.Tensor:
+def random_affine(
+    pixel_values: torch.Tensor,
+    generator: torch.Generator,
+    degrees: float = 10.0,
+    shift: float = 2.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+) -> torch.Tensor:
     """
     Each image (B, C, S, S) rotated by up to `degrees`, shifted by up to `shift` pixels along each axis
     and zoomed by a factor within `scale`, all drawn independently per image; uncovered pixels are 0
@@ -90,7 +105,9 @@ def random_affine(pixel_values: torch.Tensor, generator: torch.Generator, degree
     offset = (torch.rand(B, 2, generator=generator) * 2 - 1) * shift * 2 / S  # pixels -> affine_grid's [-1, 1] units
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # theta maps each output position to where it is read from in the input, (B, 2, 3)
-    theta = torch.stack((torch.stack((cos, -sin, offset[:, 0]), dim=1), torch.stack((sin, cos, offset[:, 1]), dim=1)), dim=1)
+    theta = torch.stack(
+        (torch.stack((cos, -sin, offset[:, 0]), dim=1), torch.stack((sin, cos, offset[:, 1]), dim=1)), dim=1
+    )
     grid = F.affine_grid(theta.to(pixel_values.device), list(pixel_values.shape), align_corners=False)
     return F.grid_sample(pixel_values, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -110,6 +127,12 @@ def prepare_image(image: Image.Image, preprocessing: Preprocessing) -> PreparedI
     """Any Pillow image -> the model's input, with a note for every conversion (shared.uploads.picture_to_pixels:
     resized to S x S, aspect ratio not kept, as ViTImageProcessor does; for digit models a bright
     background inverted)."""
-    pixels, notes = picture_to_pixels(image, preprocessing.image_size, preprocessing.num_channels, preprocessing.white_on_black, ", as ViTImageProcessor does")
+    pixels, notes = picture_to_pixels(
+        image,
+        preprocessing.image_size,
+        preprocessing.num_channels,
+        preprocessing.white_on_black,
+        ", as ViTImageProcessor does",
+    )
     unit = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).unsqueeze(0)  # (1, C, S, S)
     return PreparedImage(preprocessing.normalise(unit), pixels, notes)

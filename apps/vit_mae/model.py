@@ -60,8 +60,15 @@ class EncoderConfig:
     attention_probs_dropout_prob: float = 0.0  # on the attention weights (training only)
 
     def __post_init__(self):
-        for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "intermediate_size"):
+        for name in (
+            "image_size",
+            "patch_size",
+            "num_channels",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+        ):
             check_positive_int(self, name)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
@@ -113,8 +120,12 @@ class MAEConfig(EncoderConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-                     "decoder_intermediate_size"):
+        for name in (
+            "decoder_hidden_size",
+            "decoder_num_hidden_layers",
+            "decoder_num_attention_heads",
+            "decoder_intermediate_size",
+        ):
             check_positive_int(self, name)
         if self.decoder_hidden_size % self.decoder_num_attention_heads != 0:
             raise ValueError(
@@ -145,7 +156,9 @@ def check_positive_int(config: object, name: str):
 def check_pixel_values(pixel_values: torch.Tensor, config: EncoderConfig):
     expected = (config.num_channels, config.image_size, config.image_size)
     if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
-        raise ValueError(f"expected images of shape (B, {', '.join(map(str, expected))}), got {tuple(pixel_values.shape)}")
+        raise ValueError(
+            f"expected images of shape (B, {', '.join(map(str, expected))}), got {tuple(pixel_values.shape)}"
+        )
 
 
 # -----------------------------------------------------------------------------
@@ -156,7 +169,9 @@ class PatchEmbedding(nn.Conv2d):
     """Each p x p patch, flattened, times one shared matrix E (ViT eq. 1): a convolution with stride p."""
 
     def __init__(self, config: EncoderConfig):
-        super().__init__(config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size)
+        super().__init__(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # (B, C, H, W) -> (B, D, H/p, W/p) -> (B, L, D), patches in row-major order (left to right, top to bottom)
@@ -178,8 +193,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, D = x.shape
-        q, k, v = (projection(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # each (B, heads, T, d)
-                   for projection in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            projection(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # each (B, heads, T, d)
+            for projection in (self.q_proj, self.k_proj, self.v_proj)
+        )
         dropout = self.attention_dropout if self.training else 0.0
         if return_attention:  # the explicit formula, to hand out the weights
             weights = torch.softmax(q @ k.transpose(-2, -1) * self.head_size**-0.5, dim=-1)  # (B, heads, T, T)
@@ -221,7 +238,9 @@ class Block(nn.Module):
         return x, weights
 
 
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, return_attentions: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def run_blocks(
+    blocks: nn.ModuleList, x: torch.Tensor, return_attentions: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """x (B, T, D) through every block; also the attention weights of each, (B, heads, T, T), when asked."""
     attentions = []
     for block in blocks:
@@ -259,7 +278,8 @@ class ViT(nn.Module):
         self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + config.num_patches, D))  # E_pos, learned
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList(
-            Block(D, config.num_attention_heads, config.intermediate_size, config) for _ in range(config.num_hidden_layers)
+            Block(D, config.num_attention_heads, config.intermediate_size, config)
+            for _ in range(config.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.head = nn.Linear(D, config.num_labels)
@@ -270,7 +290,9 @@ class ViT(nn.Module):
         # ViT section 3.2 fine-tunes with a zero-initialised head: every class starts equally likely
         nn.init.zeros_(self.head.weight)
 
-    def encode(self, pixel_values: torch.Tensor, return_attentions: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def encode(
+        self, pixel_values: torch.Tensor, return_attentions: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Images (B, C, H, W) -> final states of every token, (B, 1 + L, D), class token first (eq. 1-4);
         plus each layer's attention weights, (B, heads, T, T), when asked (else an empty list)."""
         check_pixel_values(pixel_values, self.config)
@@ -280,7 +302,9 @@ class ViT(nn.Module):
         x, attentions = run_blocks(self.blocks, x, return_attentions)
         return self.norm(x), attentions
 
-    def forward(self, pixel_values: torch.Tensor, return_attentions: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, pixel_values: torch.Tensor, return_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Images (B, C, H, W) -> logits (B, num_labels); with return_attentions, (logits, attentions)."""
         states, attentions = self.encode(pixel_values, return_attentions)
         logits = self.head(states[:, 0])  # y = LN(z_L^0), the class token only
@@ -325,8 +349,9 @@ def sincos_position_embeddings(grid_size: int, dim: int) -> torch.Tensor:
     """
     quarter = dim // 4
     frequencies = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (dim/4,)
-    rows, columns = torch.meshgrid(torch.arange(grid_size, dtype=torch.float64),
-                                   torch.arange(grid_size, dtype=torch.float64), indexing="ij")  # (g, g) each
+    rows, columns = torch.meshgrid(
+        torch.arange(grid_size, dtype=torch.float64), torch.arange(grid_size, dtype=torch.float64), indexing="ij"
+    )  # (g, g) each
     x_angles = columns.flatten().outer(frequencies)  # (L, dim/4)
     y_angles = rows.flatten().outer(frequencies)
     table = torch.cat((x_angles.sin(), x_angles.cos(), y_angles.sin(), y_angles.cos()), dim=1)  # (L, dim)
@@ -334,7 +359,9 @@ def sincos_position_embeddings(grid_size: int, dim: int) -> torch.Tensor:
     return table.float().unsqueeze(0)  # float64 arithmetic, as the reference builds it, then fp32
 
 
-def random_masking(tokens: torch.Tensor, kept_count: int, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_masking(
+    tokens: torch.Tensor, kept_count: int, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Keep a random subset of each image's patches (MAE section 3, "Masking"): sort the patches by their
     noise value and keep the kept_count lowest. tokens (B, L, D), noise (B, L) ->
@@ -390,7 +417,8 @@ class MAE(nn.Module):
         # fixed, not learned (MAE appendix A.1): buffers, saved with the weights as the reference saves them
         self.register_buffer("position_embeddings", sincos_position_embeddings(config.grid_size, D))  # (1, T, D)
         self.blocks = nn.ModuleList(
-            Block(D, config.num_attention_heads, config.intermediate_size, config) for _ in range(config.num_hidden_layers)
+            Block(D, config.num_attention_heads, config.intermediate_size, config)
+            for _ in range(config.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         # decoder: narrower and shallower; it only exists during pre-training (MAE section 3, "MAE decoder")
@@ -408,7 +436,9 @@ class MAE(nn.Module):
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def encode(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Images (B, C, H, W) -> (latent (B, 1 + kept_count, D), mask (B, L), ids_restore (B, L)).
         noise (B, L) decides which patches are kept (the lowest values); uniform random when None.
@@ -452,13 +482,17 @@ class MAE(nn.Module):
         per_patch = ((predictions - self.targets(pixel_values)) ** 2).mean(dim=-1)  # (B, L)
         return (per_patch * mask).sum() / mask.sum()
 
-    def forward(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images (B, C, H, W) -> (loss, predicted patches (B, L, p*p*C), mask (B, L) with 1 = removed)."""
         latent, mask, ids_restore = self.encode(pixel_values, noise)
         predictions = self.decode(latent, ids_restore)
         return self.loss(pixel_values, predictions, mask), predictions, mask
 
-    def reconstruct_image(self, pixel_values: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def reconstruct_image(
+        self, pixel_values: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """
         The image to show (B, C, H, W): visible patches as they were, removed ones as predicted. With
         norm_pix_loss the predictions are normalised patches; each is mapped back with the true patch's
@@ -473,11 +507,15 @@ class MAE(nn.Module):
         return unpatchify(patches, self.config.patch_size, self.config.num_channels)
 
 
-def hidden_patch_mse(pixel_values: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+def hidden_patch_mse(
+    pixel_values: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor, patch_size: int
+) -> torch.Tensor:
     """Per image (B,): the mean squared pixel error of a reconstruction (B, C, H, W) over the removed
     patches only (mask (B, L), 1 = removed). Without norm_pix_loss this is the MAE loss per image; on
     reconstruct_image's output it measures any MAE in pixel units, normalised targets or not."""
-    per_patch = ((patchify(reconstruction, patch_size) - patchify(pixel_values, patch_size)) ** 2).mean(dim=-1)  # (B, L)
+    per_patch = ((patchify(reconstruction, patch_size) - patchify(pixel_values, patch_size)) ** 2).mean(
+        dim=-1
+    )  # (B, L)
     return (per_patch * mask).sum(dim=1) / mask.sum(dim=1)
 
 

@@ -34,7 +34,7 @@ import torch
 import transformers
 from transformers import ViTForImageClassification, ViTMAEForPreTraining
 
-from apps.vit_mae.model import MAE, ViT, EncoderConfig, MAEConfig, ViTConfig
+from apps.vit_mae.model import MAE, EncoderConfig, MAEConfig, ViT, ViTConfig
 from shared.checkpoint import load_transformers_model
 
 # our name prefix -> Hugging Face's, for the parts ViT and MAE's encoder share
@@ -66,8 +66,10 @@ def rename(state_dict: dict[str, torch.Tensor], table: dict[str, str]) -> dict[s
     for name, tensor in state_dict.items():
         prefix = next((prefix for prefix in table if name.startswith(prefix)), None)
         if prefix is None:
-            raise ValueError(f"no counterpart for the weight {name!r}: the model has a part the other side does not build")
-        renamed[table[prefix] + name[len(prefix):]] = tensor
+            raise ValueError(
+                f"no counterpart for the weight {name!r}: the model has a part the other side does not build"
+            )
+        renamed[table[prefix] + name[len(prefix) :]] = tensor
     return renamed
 
 
@@ -95,7 +97,9 @@ def encoder_fields_from_hf(hf_config: transformers.PretrainedConfig) -> dict:
     image_size = square(hf_config.image_size, "image_size", unsupported)
     patch_size = square(hf_config.patch_size, "patch_size", unsupported)
     if patch_size and image_size % patch_size != 0:
-        unsupported.append(f"image_size={image_size} with patch_size={patch_size} (the image must split into whole patches)")
+        unsupported.append(
+            f"image_size={image_size} with patch_size={patch_size} (the image must split into whole patches)"
+        )
     if hf_config.hidden_act != "gelu":
         unsupported.append(f"hidden_act={hf_config.hidden_act!r} (we use the exact GELU, 'gelu')")
     head_dim = getattr(hf_config, "head_dim", None)
@@ -126,17 +130,27 @@ def encoder_fields(config: EncoderConfig) -> dict:
 def vit_config_from_hf(hf_config: transformers.ViTConfig) -> ViTConfig:
     names = tuple(hf_config.id2label[index] for index in range(hf_config.num_labels))
     unnamed = names == tuple(f"LABEL_{index}" for index in range(hf_config.num_labels))  # transformers' placeholders
-    return ViTConfig(**encoder_fields_from_hf(hf_config), num_labels=hf_config.num_labels, label_names=() if unnamed else names)
+    return ViTConfig(
+        **encoder_fields_from_hf(hf_config), num_labels=hf_config.num_labels, label_names=() if unnamed else names
+    )
 
 
 def vit_config_to_hf(config: ViTConfig) -> transformers.ViTConfig:
-    labels = {"id2label": dict(enumerate(config.label_names)),
-              "label2id": {name: index for index, name in enumerate(config.label_names)}} if config.label_names else {}
+    labels = (
+        {
+            "id2label": dict(enumerate(config.label_names)),
+            "label2id": {name: index for index, name in enumerate(config.label_names)},
+        }
+        if config.label_names
+        else {}
+    )
     return transformers.ViTConfig(**encoder_fields(config), num_labels=config.num_labels, **labels)
 
 
 # MAE's own fields (mask ratio, decoder sizes, norm_pix_loss), which ViTMAEConfig names the same way
-MAE_FIELDS = tuple(field.name for field in fields(MAEConfig) if field.name not in {shared.name for shared in fields(EncoderConfig)})
+MAE_FIELDS = tuple(
+    field.name for field in fields(MAEConfig) if field.name not in {shared.name for shared in fields(EncoderConfig)}
+)
 
 
 def mae_config_from_hf(hf_config: transformers.ViTMAEConfig) -> MAEConfig:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from apps.vit_mae.data import Preprocessing, PreparedImage, prepare_image, preprocessing_for_hub, read_image
+from apps.vit_mae.data import PreparedImage, Preprocessing, prepare_image, preprocessing_for_hub, read_image
 from apps.vit_mae.model import MAE, MAEConfig, ViT, ViTConfig, attention_rollout, hidden_patch_mse
 from shared.checkpoint import load_model, resolve_folder
 from shared.device import current_device
@@ -54,7 +54,9 @@ class ModelPair:
         return sum(p.numel() for p in self.ours.parameters())
 
 
-def load_pair(name: str, folder: str, model_class: type, config_class: type, hub_loader: Callable, to_hf: Callable) -> ModelPair:
+def load_pair(
+    name: str, folder: str, model_class: type, config_class: type, hub_loader: Callable, to_hf: Callable
+) -> ModelPair:
     """The shipped checkpoint in CHECKPOINT_DIR / folder, or a Hub id or save_pretrained folder."""
     from apps.vit_mae.reference import HUB_FILES
 
@@ -84,7 +86,9 @@ def classifiers(name: str = SHIPPED) -> ModelPair:
     from apps.vit_mae.reference import load_hub_vit, vit_to_hf
 
     # eager: the implementation that returns attention weights, as ours does when asked for them
-    return load_pair(name, "vit", ViT, ViTConfig, load_hub_vit, functools.partial(vit_to_hf, attn_implementation="eager"))
+    return load_pair(
+        name, "vit", ViT, ViTConfig, load_hub_vit, functools.partial(vit_to_hf, attn_implementation="eager")
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -114,8 +118,10 @@ def prepared(pair: ModelPair, example: str | None, upload: str | None) -> Prepar
     image = prepare_image(chosen_image(example, upload), pair.preprocessing)
     image.notes.extend(pair.notes)
     if pair.name == SHIPPED and example in (PHOTO, UPLOAD):
-        image.notes.append("The shipped models learned from 4,500 handwritten digits only: on anything else the MAE paints "
-                           "digit-like strokes and the classifier still answers with a digit.")
+        image.notes.append(
+            "The shipped models learned from 4,500 handwritten digits only: on anything else the MAE paints "
+            "digit-like strokes and the classifier still answers with a digit."
+        )
     return image
 
 
@@ -137,11 +143,15 @@ def check_mask_ratio(mask_ratio: float | None) -> float:
     if mask_ratio is None:
         raise ValueError("The mask ratio is empty: give a share of patches to hide, e.g. 0.75 as MAE was trained.")
     if mask_ratio <= 0:
-        raise ValueError("Mask ratio 0 hides no patch, so there is nothing to reconstruct: the MAE loss averages over the "
-                         "hidden patches only and would be 0 / 0. Choose a ratio above 0; MAE is trained at 0.75.")
+        raise ValueError(
+            "Mask ratio 0 hides no patch, so there is nothing to reconstruct: the MAE loss averages over the "
+            "hidden patches only and would be 0 / 0. Choose a ratio above 0; MAE is trained at 0.75."
+        )
     if mask_ratio >= 1:
-        raise ValueError("Mask ratio 1 hides every patch: the encoder would see nothing of the image. Choose a ratio below 1; "
-                         "MAE is trained at 0.75.")
+        raise ValueError(
+            "Mask ratio 1 hides every patch: the encoder would see nothing of the image. Choose a ratio below 1; "
+            "MAE is trained at 0.75."
+        )
     return float(mask_ratio)
 
 
@@ -187,16 +197,26 @@ def reconstruct(pair: ModelPair, image: PreparedImage, mask_ratio: float | None,
         output, reference_seconds = timed(lambda: hf_mae(pixel_values=x, noise=noise))
         kept = mae.config.kept_count
     if kept == 0:
-        notes.append(f"At ratio {ratio} no patch stays visible: the decoder sees only mask tokens, and paints the same guess for any image.")
+        notes.append(
+            (
+                f"At ratio {ratio} no patch stays visible: the decoder sees only mask tokens, and paints the same "
+                "guess for any image."
+            )
+        )
     # transformers returns the predicted patches and the mask; they are put together with the visible patches the same
     # way on both sides (reconstruct_image), so the difference picture shows only how the predictions differ.
     ours_image = mae.reconstruct_image(x, predictions, mask)
     reference_image = mae.reconstruct_image(x, output.logits, output.mask)
     unit = pair.preprocessing.to_unit(x.cpu())  # (1, C, S, S) in [0, 1]
     p = config.patch_size
-    hidden_pixels = mask.cpu().view(1, config.grid_size, config.grid_size).repeat_interleave(p, 1).repeat_interleave(p, 2).bool()  # (1, S, S)
+    hidden_pixels = (
+        mask.cpu().view(1, config.grid_size, config.grid_size).repeat_interleave(p, 1).repeat_interleave(p, 2).bool()
+    )  # (1, S, S)
     masked = unit.masked_fill(hidden_pixels.unsqueeze(1), MASK_GREY)
-    ours_pixels, reference_pixels = to_pixels(ours_image, pair.preprocessing), to_pixels(reference_image, pair.preprocessing)
+    ours_pixels, reference_pixels = (
+        to_pixels(ours_image, pair.preprocessing),
+        to_pixels(reference_image, pair.preprocessing),
+    )
     return Reconstruction(
         image=image.pixels,
         masked=masked[0].permute(1, 2, 0).numpy(),
@@ -206,7 +226,9 @@ def reconstruct(pair: ModelPair, image: PreparedImage, mask_ratio: float | None,
         max_abs_difference=(predictions - output.logits).abs().max().item(),
         masks_identical=torch.equal(mask, output.mask),
         ours_mse=hidden_patch_mse(unit, pair.preprocessing.to_unit(ours_image.cpu()), mask.cpu(), p).item(),
-        reference_mse=hidden_patch_mse(unit, pair.preprocessing.to_unit(reference_image.cpu()), output.mask.cpu(), p).item(),
+        reference_mse=hidden_patch_mse(
+            unit, pair.preprocessing.to_unit(reference_image.cpu()), output.mask.cpu(), p
+        ).item(),
         ours_seconds=ours_seconds,
         reference_seconds=reference_seconds,
         hidden=int(mask.sum().item()),
@@ -249,7 +271,9 @@ def classify(pair: ModelPair, image: PreparedImage) -> Classification:
         reference=reference_probabilities[top.indices].tolist(),
         rollout=attention_rollout(attentions)[0].cpu().numpy(),
         max_logit_difference=(logits - output.logits).abs().max().item(),
-        max_attention_difference=max((ours - theirs).abs().max().item() for ours, theirs in zip(attentions, output.attentions)),
+        max_attention_difference=max(
+            (ours - theirs).abs().max().item() for ours, theirs in zip(attentions, output.attentions)
+        ),
         ours_seconds=ours_seconds,
         reference_seconds=reference_seconds,
         notes=list(image.notes),

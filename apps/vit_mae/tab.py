@@ -68,8 +68,13 @@ def load_models(mae_name: str, vit_name: str, progress=gr.Progress()):
     mae = sbs.autoencoders(mae_name)
     progress(0.5, desc=f"loading {vit_name}")
     vit = sbs.classifiers(vit_name)
-    lines = [f"MAE: **{mae.name}**, {mae.parameters / 1e6:.1f} M parameters, {mae.ours.config.image_size} px, {mae.ours.config.num_patches} patches.",
-             f"ViT: **{vit.name}**, {vit.parameters / 1e6:.1f} M parameters, {vit.ours.config.num_labels} classes."]
+    lines = [
+        (
+            f"MAE: **{mae.name}**, {mae.parameters / 1e6:.1f} M parameters, {mae.ours.config.image_size} px, "
+            f"{mae.ours.config.num_patches} patches."
+        ),
+        f"ViT: **{vit.name}**, {vit.parameters / 1e6:.1f} M parameters, {vit.ours.config.num_labels} classes.",
+    ]
     return mae_name, vit_name, "\n\n".join(lines)
 
 
@@ -81,15 +86,31 @@ def reconstruct(example, upload, mask_ratio, seed, mae_name, progress=gr.Progres
     pair = sbs.autoencoders(mae_name)
     progress(0.3, desc="masking and rebuilding, ours and transformers")
     result = sbs.reconstruct(pair, sbs.prepared(pair, example, upload), mask_ratio, seed)
-    badges = comparison_badges(result.ours_seconds, result.reference_seconds, result.max_abs_difference, TOLERANCE,
-                               identical=result.masks_identical, identical_label="masks identical")
+    badges = comparison_badges(
+        result.ours_seconds,
+        result.reference_seconds,
+        result.max_abs_difference,
+        TOLERANCE,
+        identical=result.masks_identical,
+        identical_label="masks identical",
+    )
     largest = float(result.difference.max())
-    badges += (f"<div>{result.hidden} of {result.patches} patches hidden. Mean squared error on the hidden patches "
-               f"(pixels in [0, 1]): ours {result.ours_mse:.4f}, transformers {result.reference_mse:.4f}. "
-               f"In the difference picture white is {largest:.1e}{' (the pictures are identical)' if largest == 0 else ''}.</div>")
+    badges += (
+        f"<div>{result.hidden} of {result.patches} patches hidden. Mean squared error on the hidden patches "
+        f"(pixels in [0, 1]): ours {result.ours_mse:.4f}, transformers {result.reference_mse:.4f}. "
+        f"In the difference picture white is {largest:.1e}{' (the pictures are identical)' if largest == 0 else ''}.</div>"
+    )
     difference = result.difference / largest if largest > 0 else result.difference
-    return (notes_markdown(result.notes), picture(result.image), picture(result.masked), picture(result.ours), picture(result.reference),
-            picture(difference), badges, source_of(*CODE_SHOWN["reconstruct"]))
+    return (
+        notes_markdown(result.notes),
+        picture(result.image),
+        picture(result.masked),
+        picture(result.ours),
+        picture(result.reference),
+        picture(difference),
+        badges,
+        source_of(*CODE_SHOWN["reconstruct"]),
+    )
 
 
 @gpu_task
@@ -99,9 +120,18 @@ def classify(example, upload, vit_name, progress=gr.Progress()):
     progress(0.1, desc="loading the ViT")
     pair = sbs.classifiers(vit_name)
     result = sbs.classify(pair, sbs.prepared(pair, example, upload))
-    badges = comparison_badges(result.ours_seconds, result.reference_seconds, result.max_logit_difference, TOLERANCE,
-                               identical=result.max_attention_difference < TOLERANCE, identical_label="attention maps identical")
-    badges += f"<div>Times include the attention weights of every layer. Max |attention difference| {result.max_attention_difference:.1e}.</div>"
+    badges = comparison_badges(
+        result.ours_seconds,
+        result.reference_seconds,
+        result.max_logit_difference,
+        TOLERANCE,
+        identical=result.max_attention_difference < TOLERANCE,
+        identical_label="attention maps identical",
+    )
+    badges += (
+        "<div>Times include the attention weights of every layer. Max |attention difference| "
+        f"{result.max_attention_difference:.1e}.</div>"
+    )
     return notes_markdown(result.notes), classification_figure(result), badges, source_of(*CODE_SHOWN["classify"])
 
 
@@ -115,19 +145,38 @@ def build_tab() -> None:
     mae_name, vit_name = gr.State(sbs.SHIPPED), gr.State(sbs.SHIPPED)
     with gr.Row():
         example = gr.Dropdown([*sbs.EXAMPLES, sbs.UPLOAD], value=sbs.EXAMPLES[3], label="Image", scale=2)
-        upload = ImageUpload(label="Or upload an image (any size; converted to the model's format with a note)", height=180, scale=2)
+        upload = ImageUpload(
+            label="Or upload an image (any size; converted to the model's format with a note)", height=180, scale=2
+        )
         with gr.Accordion("Use a ViT-MAE / ViT from the Hugging Face Hub (needs the internet)", open=False):
-            hub_mae = gr.Textbox(label="ViTMAEForPreTraining: Hub id or save_pretrained folder (empty: the shipped MAE)", placeholder="facebook/vit-mae-base")
-            hub_vit = gr.Textbox(label="ViTForImageClassification: Hub id or folder (empty: the shipped ViT)", placeholder="google/vit-base-patch16-224")
+            hub_mae = gr.Textbox(
+                label="ViTMAEForPreTraining: Hub id or save_pretrained folder (empty: the shipped MAE)",
+                placeholder="facebook/vit-mae-base",
+            )
+            hub_vit = gr.Textbox(
+                label="ViTForImageClassification: Hub id or folder (empty: the shipped ViT)",
+                placeholder="google/vit-base-patch16-224",
+            )
             load_button = gr.Button("Load into ours and transformers")
             hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}**.")
     with gr.Tab("Masked reconstruction (MAE)"):
         with gr.Row():
-            mask_ratio = Slider(0, 1, value=0.75, step=0.05, label="Mask ratio (share of patches hidden; MAE trains at 0.75)", scale=3)
-            seed = gr.Number(0, precision=0, minimum=0, label="Seed (which patches are hidden; the same noise on both sides)", scale=2)
+            mask_ratio = Slider(
+                0, 1, value=0.75, step=0.05, label="Mask ratio (share of patches hidden; MAE trains at 0.75)", scale=3
+            )
+            seed = gr.Number(
+                0,
+                precision=0,
+                minimum=0,
+                label="Seed (which patches are hidden; the same noise on both sides)",
+                scale=2,
+            )
             reconstruct_button = gr.Button("Mask and rebuild", variant="primary", scale=1)
-        gr.Markdown("The model's input; what the encoder sees (hidden patches grey); the visible patches with the hidden ones as "
-                    "**our MAE** predicts them; the same from **transformers**' predictions; their difference, scaled to its largest value.")
+        gr.Markdown(
+            "The model's input; what the encoder sees (hidden patches grey); the visible patches with the hidden ones as "
+            "**our MAE** predicts them; the same from **transformers**' predictions; their difference, scaled "
+            "to its largest value."
+        )
         reconstruction_notes = gr.Markdown()
         with gr.Row():
             shown = dict(type="numpy", format="png", interactive=False)
@@ -151,8 +200,15 @@ def build_tab() -> None:
         outputs=[reconstruction_notes, original, masked, ours, reference, difference, reconstruction_badges, code],
         api_name="vit_mae_reconstruct",
     )
-    classify_button.click(classify, inputs=[example, upload, vit_name], outputs=[classification_notes, chart, classification_badges, code], api_name="vit_mae_classify")
-    load_button.click(load_models, inputs=[hub_mae, hub_vit], outputs=[mae_name, vit_name, hub_status], api_name="vit_mae_load")
+    classify_button.click(
+        classify,
+        inputs=[example, upload, vit_name],
+        outputs=[classification_notes, chart, classification_badges, code],
+        api_name="vit_mae_classify",
+    )
+    load_button.click(
+        load_models, inputs=[hub_mae, hub_vit], outputs=[mae_name, vit_name, hub_status], api_name="vit_mae_load"
+    )
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.

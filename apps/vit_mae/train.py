@@ -46,8 +46,17 @@ LABEL_NAMES = tuple(str(digit) for digit in range(10))
 TRAIN_DIGITS = 4500  # MNIST-5k less its 500 held-out digits
 EVALUATION_NOISE_SEED = 1234  # the masks of the held-out reconstruction error, the same in every epoch and run
 # A model small enough for the tests: one 16-wide block on a 4 x 4 grid of 7 x 7 patches.
-TINY = dict(patch_size=7, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-            decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32)
+TINY = dict(
+    patch_size=7,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=32,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=32,
+)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,10 +71,16 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decoder-layers", type=int, default=2)
     parser.add_argument("--decoder-heads", type=int, default=4)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
-    parser.add_argument("--norm-pix-loss", action=argparse.BooleanOptionalAction, default=False,
-                        help="normalise each target patch (MAE Table 1c); off: most MNIST patches are flat black")
+    parser.add_argument(
+        "--norm-pix-loss",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="normalise each target patch (MAE Table 1c); off: most MNIST patches are flat black",
+    )
     parser.add_argument("--mae-epochs", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=45, help="epochs of each classifier (fine-tuned and from scratch)")
+    parser.add_argument(
+        "--epochs", type=int, default=45, help="epochs of each classifier (fine-tuned and from scratch)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--mae-learning-rate", type=float, default=1e-3)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -85,31 +100,67 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def mae_config(arguments: argparse.Namespace) -> MAEConfig:
     options = dict(
-        image_size=28, num_channels=1, patch_size=arguments.patch_size, hidden_size=arguments.hidden_size,
-        num_hidden_layers=arguments.layers, num_attention_heads=arguments.heads, intermediate_size=arguments.intermediate_size,
-        decoder_hidden_size=arguments.decoder_hidden_size, decoder_num_hidden_layers=arguments.decoder_layers,
-        decoder_num_attention_heads=arguments.decoder_heads, decoder_intermediate_size=2 * arguments.decoder_hidden_size,
+        image_size=28,
+        num_channels=1,
+        patch_size=arguments.patch_size,
+        hidden_size=arguments.hidden_size,
+        num_hidden_layers=arguments.layers,
+        num_attention_heads=arguments.heads,
+        intermediate_size=arguments.intermediate_size,
+        decoder_hidden_size=arguments.decoder_hidden_size,
+        decoder_num_hidden_layers=arguments.decoder_layers,
+        decoder_num_attention_heads=arguments.decoder_heads,
+        decoder_intermediate_size=2 * arguments.decoder_hidden_size,
     )
-    return MAEConfig(**(options | (TINY if arguments.tiny else {})), mask_ratio=arguments.mask_ratio, norm_pix_loss=arguments.norm_pix_loss)
+    return MAEConfig(
+        **(options | (TINY if arguments.tiny else {})),
+        mask_ratio=arguments.mask_ratio,
+        norm_pix_loss=arguments.norm_pix_loss,
+    )
 
 
-def recipe_for(epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, weight_decay: float, betas: tuple[float, float]) -> OptimizerRecipe:
+def recipe_for(
+    epochs: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+) -> OptimizerRecipe:
     """AdamW, warmup over the first 5% of the steps (MAE's recipes: 40 of 800 pre-training epochs, 5 of
     100 fine-tuning epochs), then cosine decay to 1% of the peak."""
     steps = epochs * steps_per_epoch
-    return OptimizerRecipe(steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=max(1, steps // 20),
-                           weight_decay=weight_decay, betas=betas, min_lr_fraction=0.01)
+    return OptimizerRecipe(
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=max(1, steps // 20),
+        weight_decay=weight_decay,
+        betas=betas,
+        min_lr_fraction=0.01,
+    )
 
 
 # -----------------------------------------------------------------------------
 # The training loop shared by the three models, and their held-out scores
 
 
-def train_phase(name: str, model: torch.nn.Module, loss_of: Callable, evaluate: Callable, recipe: OptimizerRecipe, pixels: torch.Tensor,
-                labels: torch.Tensor, accelerator, seed: int) -> list[dict]:
+def train_phase(
+    name: str,
+    model: torch.nn.Module,
+    loss_of: Callable,
+    evaluate: Callable,
+    recipe: OptimizerRecipe,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    accelerator,
+    seed: int,
+) -> list[dict]:
     """`recipe.steps` AdamW steps on shuffled, augmented batches of `pixels` (N, 1, 28, 28); after each
     epoch, the mean training loss and `evaluate(model)`'s held-out scores go into the log."""
-    optimizer = torch.optim.AdamW(decay_and_no_decay(model, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas)
+    optimizer = torch.optim.AdamW(
+        decay_and_no_decay(model, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = torch.Generator().manual_seed(seed + accelerator.process_index)
     steps_per_epoch = len(pixels) // recipe.batch_size  # the last partial batch of an epoch is dropped
@@ -173,7 +224,10 @@ def classification_scores(model: ViT, pixels: torch.Tensor, labels: torch.Tensor
     model.eval()
     device = next(model.parameters()).device
     logits = model(pixels.to(device)).float().cpu()
-    return {"held_out_loss": round(F.cross_entropy(logits, labels).item(), 4), "held_out_accuracy": round((logits.argmax(-1) == labels).float().mean().item(), 4)}
+    return {
+        "held_out_loss": round(F.cross_entropy(logits, labels).item(), 4),
+        "held_out_accuracy": round((logits.argmax(-1) == labels).float().mean().item(), 4),
+    }
 
 
 def plot_curves(logs: dict[str, list[dict]], path: Path) -> None:
@@ -191,7 +245,9 @@ def plot_curves(logs: dict[str, list[dict]], path: Path) -> None:
         loss_axis.plot(epochs, [e["held_out_loss"] for e in logs[name]], "--", marker=".", label=f"{name}: held out")
         accuracy_axis.plot(epochs, [100 * (1 - e["held_out_accuracy"]) for e in logs[name]], marker=".", label=name)
     loss_axis.set(title="ViT classifier: cross-entropy", xlabel="epoch", yscale="log")
-    accuracy_axis.set(title="ViT classifier: held-out error", xlabel="epoch", ylabel="% of 500 digits misread", yscale="log")
+    accuracy_axis.set(
+        title="ViT classifier: held-out error", xlabel="epoch", ylabel="% of 500 digits misread", yscale="log"
+    )
     for axis in (mae_axis, loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
@@ -210,27 +266,66 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     digits = mnist5k()
-    train_pixels, train_labels = to_unit_batch(digits.train_images), torch.from_numpy(digits.train_labels)  # (4500, 1, 28, 28)
-    held_out_pixels, held_out_labels = to_unit_batch(digits.validation_images), torch.from_numpy(digits.validation_labels)  # (500, ...)
+    train_pixels, train_labels = (
+        to_unit_batch(digits.train_images),
+        torch.from_numpy(digits.train_labels),
+    )  # (4500, 1, 28, 28)
+    held_out_pixels, held_out_labels = (
+        to_unit_batch(digits.validation_images),
+        torch.from_numpy(digits.validation_labels),
+    )  # (500, ...)
     steps_per_epoch = len(train_pixels) // arguments.batch_size
 
     config = mae_config(arguments)
     noise = evaluation_noise(len(held_out_pixels), config.num_patches)
-    mae_recipe = recipe_for(arguments.mae_epochs, steps_per_epoch, arguments.batch_size, arguments.mae_learning_rate, arguments.weight_decay, (0.9, 0.95))
+    mae_recipe = recipe_for(
+        arguments.mae_epochs,
+        steps_per_epoch,
+        arguments.batch_size,
+        arguments.mae_learning_rate,
+        arguments.weight_decay,
+        (0.9, 0.95),
+    )
     mae = MAE(config)
-    mae_log = train_phase("MAE", mae, mae_loss, functools.partial(reconstruction_error, pixels=held_out_pixels, noise=noise), mae_recipe,
-                          train_pixels, train_labels, accelerator, arguments.seed)
+    mae_log = train_phase(
+        "MAE",
+        mae,
+        mae_loss,
+        functools.partial(reconstruction_error, pixels=held_out_pixels, noise=noise),
+        mae_recipe,
+        train_pixels,
+        train_labels,
+        accelerator,
+        arguments.seed,
+    )
     mae = accelerator.unwrap_model(mae, keep_fp32_wrapper=False)
     mae_minutes = (time.perf_counter() - started) / 60
 
-    classifier_recipe = recipe_for(arguments.epochs, steps_per_epoch, arguments.batch_size, arguments.learning_rate, arguments.weight_decay, (0.9, 0.999))
+    classifier_recipe = recipe_for(
+        arguments.epochs,
+        steps_per_epoch,
+        arguments.batch_size,
+        arguments.learning_rate,
+        arguments.weight_decay,
+        (0.9, 0.999),
+    )
     finetuned = vit_from_mae_encoder(mae, len(LABEL_NAMES), LABEL_NAMES)
     scratch = ViT(finetuned.config)  # the same architecture from a random initialisation
     evaluate = functools.partial(classification_scores, pixels=held_out_pixels, labels=held_out_labels)
     classifiers, logs = {}, {"MAE": mae_log}
     for name, vit in (("fine-tuned from MAE", finetuned), ("from scratch", scratch)):
         # the same seed: both see the same batches with the same distortions
-        logs[name] = train_phase(name, vit, classifier_loss(arguments.label_smoothing), evaluate, classifier_recipe, train_pixels, train_labels, accelerator, arguments.seed)
+        logs[name] = train_phase(
+            name,
+            vit,
+            classifier_loss(arguments.label_smoothing),
+            evaluate,
+            classifier_recipe,
+            train_pixels,
+            train_labels,
+            accelerator,
+            arguments.seed,
+        )
         classifiers[name] = accelerator.unwrap_model(vit, keep_fp32_wrapper=False)
 
     if not accelerator.is_main_process:
@@ -244,7 +339,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The scores of the files as shipped (fp16 weights), as the tab and the benchmark load them.
     shipped_mae = load_model(MAE, MAEConfig, folders["mae"])
-    mean_digit = train_pixels.mean(dim=0, keepdim=True).expand_as(held_out_pixels)  # a baseline: every hidden patch drawn as the average digit
+    mean_digit = train_pixels.mean(dim=0, keepdim=True).expand_as(
+        held_out_pixels
+    )  # a baseline: every hidden patch drawn as the average digit
     with torch.no_grad():
         _, _, mask = shipped_mae(held_out_pixels, noise)
     report = {
@@ -253,16 +350,25 @@ def main(argv: list[str] | None = None) -> dict:
         "mae_minutes": round(mae_minutes, 1),
         "train_digits": len(train_pixels),
         "held_out_digits": len(held_out_pixels),
-        "held_out_accuracy": {name: classification_scores(load_model(ViT, ViTConfig, folders[name]), held_out_pixels, held_out_labels)["held_out_accuracy"]
-                              for name in classifiers},
+        "held_out_accuracy": {
+            name: classification_scores(load_model(ViT, ViTConfig, folders[name]), held_out_pixels, held_out_labels)[
+                "held_out_accuracy"
+            ]
+            for name in classifiers
+        },
         "held_out_reconstruction_mse": {
             "mask_ratio": config.mask_ratio,
             "noise_seed": EVALUATION_NOISE_SEED,
             "mae": reconstruction_error(shipped_mae, held_out_pixels, noise)["held_out_mse"],
-            "average_digit_baseline": round(hidden_patch_mse(held_out_pixels, mean_digit, mask, config.patch_size).mean().item(), 5),
+            "average_digit_baseline": round(
+                hidden_patch_mse(held_out_pixels, mean_digit, mask, config.patch_size).mean().item(), 5
+            ),
         },
         "mae_config": asdict(config),
-        "parameters": {"mae": sum(p.numel() for p in shipped_mae.parameters()), "vit": sum(p.numel() for p in scratch.parameters())},
+        "parameters": {
+            "mae": sum(p.numel() for p in shipped_mae.parameters()),
+            "vit": sum(p.numel() for p in scratch.parameters()),
+        },
         "recipes": {"mae": asdict(mae_recipe), "classifiers": asdict(classifier_recipe)},
         "label_smoothing": arguments.label_smoothing,
         "augmentation": "random_affine: rotation up to 10 degrees, shift up to 2 pixels, zoom 0.9-1.1 (all three trainings)",
@@ -270,7 +376,9 @@ def main(argv: list[str] | None = None) -> dict:
         "logs": logs,
     }
     (out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    accelerator.print(json.dumps({key: report[key] for key in ("minutes", "held_out_accuracy", "held_out_reconstruction_mse")}))
+    accelerator.print(
+        json.dumps({key: report[key] for key in ("minutes", "held_out_accuracy", "held_out_reconstruction_mse")})
+    )
     return report
 
 

@@ -82,9 +82,13 @@ class VQConfig:
         if self.codebook_update not in CODEBOOK_UPDATES:
             raise ValueError(f"codebook_update must be one of {CODEBOOK_UPDATES}, not {self.codebook_update!r}")
         if any(channels % self.norm_num_groups for channels in self.block_out_channels):
-            raise ValueError(f"every entry of block_out_channels must be divisible by norm_num_groups={self.norm_num_groups}")
+            raise ValueError(
+                f"every entry of block_out_channels must be divisible by norm_num_groups={self.norm_num_groups}"
+            )
         if self.sample_size % self.downsampling_factor:
-            raise ValueError(f"sample_size {self.sample_size} must be divisible by {self.downsampling_factor} (2 per level but the last)")
+            raise ValueError(
+                f"sample_size {self.sample_size} must be divisible by {self.downsampling_factor} (2 per level but the last)"
+            )
 
     @property
     def embed_dim(self) -> int:
@@ -114,7 +118,11 @@ class MidBlock(nn.Module):
     def __init__(self, channels: int, config: VQConfig):
         super().__init__()
         self.resnets = nn.ModuleList(vae_resnet(channels, channels, config) for _ in range(2))
-        self.attentions = nn.ModuleList([SelfAttention(channels, None, config.norm_num_groups, VAE_NORM_EPS)] if config.mid_block_add_attention else [])
+        self.attentions = nn.ModuleList(
+            [SelfAttention(channels, None, config.norm_num_groups, VAE_NORM_EPS)]
+            if config.mid_block_add_attention
+            else []
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x)
@@ -128,7 +136,10 @@ class DownEncoderBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, add_downsample: bool, config: VQConfig):
         super().__init__()
-        self.resnets = nn.ModuleList(vae_resnet(in_channels if i == 0 else out_channels, out_channels, config) for i in range(config.layers_per_block))
+        self.resnets = nn.ModuleList(
+            vae_resnet(in_channels if i == 0 else out_channels, out_channels, config)
+            for i in range(config.layers_per_block)
+        )
         self.downsamplers = nn.ModuleList([Downsample(out_channels, padding=0)]) if add_downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +153,10 @@ class UpDecoderBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, add_upsample: bool, config: VQConfig):
         super().__init__()
-        self.resnets = nn.ModuleList(vae_resnet(in_channels if i == 0 else out_channels, out_channels, config) for i in range(config.layers_per_block + 1))
+        self.resnets = nn.ModuleList(
+            vae_resnet(in_channels if i == 0 else out_channels, out_channels, config)
+            for i in range(config.layers_per_block + 1)
+        )
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +173,8 @@ class Encoder(nn.Module):
         channels = config.block_out_channels
         self.conv_in = nn.Conv2d(config.in_channels, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(
-            DownEncoderBlock(channels[max(level - 1, 0)], channels[level], level < len(channels) - 1, config) for level in range(len(channels))
+            DownEncoderBlock(channels[max(level - 1, 0)], channels[level], level < len(channels) - 1, config)
+            for level in range(len(channels))
         )
         self.mid_block = MidBlock(channels[-1], config)
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, channels[-1], eps=VAE_NORM_EPS)
@@ -182,7 +197,13 @@ class Decoder(nn.Module):
         self.conv_in = nn.Conv2d(config.latent_channels, reversed_channels[0], 3, padding=1)
         self.mid_block = MidBlock(reversed_channels[0], config)
         self.up_blocks = nn.ModuleList(
-            UpDecoderBlock(reversed_channels[max(level - 1, 0)], reversed_channels[level], level < len(reversed_channels) - 1, config) for level in range(len(reversed_channels))
+            UpDecoderBlock(
+                reversed_channels[max(level - 1, 0)],
+                reversed_channels[level],
+                level < len(reversed_channels) - 1,
+                config,
+            )
+            for level in range(len(reversed_channels))
         )
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, reversed_channels[-1], eps=VAE_NORM_EPS)
         self.conv_out = nn.Conv2d(reversed_channels[-1], config.out_channels, 3, padding=1)
@@ -381,11 +402,18 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig):
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = [nn.Conv2d(config.in_channels, config.channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(config.in_channels, config.channels, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+        ]
         width = config.channels
         for index in range(1, config.layers + 1):
             stride = 2 if index < config.layers else 1
-            layers += [nn.Conv2d(width, width * 2, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(width, width * 2, 4, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width * 2),
+                nn.LeakyReLU(0.2),
+            ]
             width *= 2
         layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
         self.layers = nn.Sequential(*layers)
@@ -405,7 +433,9 @@ def generator_hinge_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
-def adaptive_weight(reconstruction_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4) -> torch.Tensor:
+def adaptive_weight(
+    reconstruction_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4
+) -> torch.Tensor:
     """Eq. 7 of VQGAN: lambda = ||grad_GL[L_rec]|| / (||grad_GL[L_GAN]|| + 1e-4), a constant (no gradient)
     that scales the GAN term so that both losses pull on the decoder's last layer about equally hard."""
     reconstruction_gradient = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]
@@ -446,9 +476,18 @@ class PerceptualLoss(nn.Module):
 # --- The prior: our GPT over code indices ----------------------------------------------------------------
 
 
-def prior_config(codebook_size: int, grid_tokens: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1) -> GPTConfig:
+def prior_config(
+    codebook_size: int, grid_tokens: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1
+) -> GPTConfig:
     """A GPT whose vocabulary is the K codes plus one start token (id K), with room for the whole grid."""
-    return GPTConfig(vocab_size=codebook_size + 1, block_size=grid_tokens + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout)
+    return GPTConfig(
+        vocab_size=codebook_size + 1,
+        block_size=grid_tokens + 1,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        dropout=dropout,
+    )
 
 
 def prior_sequences(indices: torch.Tensor, start_token: int) -> torch.Tensor:
@@ -464,14 +503,24 @@ def prior_loss(gpt: GPT, indices: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_codes(gpt: GPT, count: int, grid_size: int, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def sample_codes(
+    gpt: GPT,
+    count: int,
+    grid_size: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Draw `count` code grids (count, h, w) from the prior, one index at a time with the GPT's KV cache:
     softmax(logits / temperature) over the top_k codes (temperature 0: the most likely code). The start
     token is never drawn."""
     start_token = gpt.config.vocab_size - 1
     tokens_needed = grid_size * grid_size
     if tokens_needed + 1 > gpt.config.block_size:
-        raise ValueError(f"a {grid_size}x{grid_size} grid needs a context of {tokens_needed + 1}; this prior holds {gpt.config.block_size}")
+        raise ValueError(
+            f"a {grid_size}x{grid_size} grid needs a context of {tokens_needed + 1}; this prior holds {gpt.config.block_size}"
+        )
     device = gpt.transformer.wte.weight.device
     cache = gpt.new_cache(count)
     context = torch.full((count, 1), start_token, dtype=torch.long, device=device)  # (B, 1)

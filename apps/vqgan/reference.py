@@ -34,12 +34,21 @@ HUB_FILES = ["*.json", "*.safetensors"]
 
 def vq_config_from_diffusers(hf_config) -> VQConfig:
     """VQModel's config -> ours; ValueError for the options our codec does not build."""
-    unsupported = [f"{name}={hf_config.get(name)!r}" for name, value in FIXED_OPTIONS.items() if hf_config.get(name, value) != value]
+    unsupported = [
+        f"{name}={hf_config.get(name)!r}"
+        for name, value in FIXED_OPTIONS.items()
+        if hf_config.get(name, value) != value
+    ]
     unsupported += [f"down block {name!r}" for name in hf_config["down_block_types"] if name != DOWN_BLOCK]
     unsupported += [f"up block {name!r}" for name in hf_config["up_block_types"] if name != UP_BLOCK]
     levels = len(hf_config["block_out_channels"])
     if len(hf_config["down_block_types"]) != levels or len(hf_config["up_block_types"]) != levels:
-        unsupported.append(f"{len(hf_config['down_block_types'])} down and {len(hf_config['up_block_types'])} up blocks for {levels} entries of block_out_channels")
+        unsupported.append(
+            (
+                f"{len(hf_config['down_block_types'])} down and {len(hf_config['up_block_types'])} up blocks for "
+                f"{levels} entries of block_out_channels"
+            )
+        )
     if unsupported:
         raise ValueError("this VQModel uses options our codec does not implement: " + ", ".join(unsupported))
     sample_size = hf_config["sample_size"]
@@ -109,12 +118,18 @@ def load_diffusers_vq(name_or_path: str | os.PathLike) -> VQModel:
             try:
                 vqmodel = DiffusersVQModel.from_pretrained(candidate, use_safetensors=True)
             except (OSError, ValueError, KeyError) as error:
-                raise ValueError(f"{str(name_or_path)!r} holds no diffusers VQModel that loads: {str(error).splitlines()[0]}") from error
+                raise ValueError(
+                    f"{str(name_or_path)!r} holds no diffusers VQModel that loads: {str(error).splitlines()[0]}"
+                ) from error
             return vq_from_diffusers(vqmodel)
-    raise ValueError(f"{str(name_or_path)!r} has no config.json (nor vqvae/config.json): expected a folder saved with VQModel.save_pretrained.")
+    raise ValueError(
+        f"{str(name_or_path)!r} has no config.json (nor vqvae/config.json): expected a folder saved with VQModel.save_pretrained."
+    )
 
 
-def reference_encode_decode(vqmodel: DiffusersVQModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def reference_encode_decode(
+    vqmodel: DiffusersVQModel, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """diffusers' own path: latents = encode(x), indices from its quantizer, decode(latents) (which
     quantizes). Returns (latents (B, D, h, w), indices (B, h, w), reconstruction (B, C, S, S))."""
     latents = vqmodel.encode(x).latents

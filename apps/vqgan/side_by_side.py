@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from apps.textgen.model import GPT, GPTConfig
 from apps.vqgan.model import VQConfig, VQModel, perplexity_of, sample_codes
@@ -51,7 +50,7 @@ class CodecPair:
 
 @functools.lru_cache(maxsize=2)
 def codec(name: str) -> CodecPair:
-    """"VQ-VAE" or "VQGAN": the shipped checkpoint and its diffusers twin."""
+    """ "VQ-VAE" or "VQGAN": the shipped checkpoint and its diffusers twin."""
     from apps.vqgan.reference import vq_to_diffusers
 
     if name not in CODECS:
@@ -91,7 +90,9 @@ def prepare(example: str | None, upload: str | None, size: int = 28) -> Prepared
         if not upload:
             raise ValueError("Upload an image first (or pick one of the held-out digits).")
         pixels, notes = picture_to_pixels(read_image(upload), size, 1, white_on_black=True)
-        notes.append("The shipped codecs learned from 4,500 handwritten digits only: anything else comes back digit-like.")
+        notes.append(
+            "The shipped codecs learned from 4,500 handwritten digits only: anything else comes back digit-like."
+        )
         return PreparedImage(torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None] * 2 - 1, notes)
     if example in EXAMPLE_DIGITS:
         images, labels = held_out_digits()
@@ -192,9 +193,13 @@ class GenerationRequest:
 
     def validate(self, codebook_size: int) -> None:
         if self.temperature is None or not 0.0 <= self.temperature <= 5.0 or math.isnan(self.temperature):
-            raise ValueError(f"The temperature must be from 0 (always the most likely code) to 5; got {self.temperature}.")
+            raise ValueError(
+                f"The temperature must be from 0 (always the most likely code) to 5; got {self.temperature}."
+            )
         if self.top_k is None or not 0 <= self.top_k <= codebook_size or self.top_k != int(self.top_k):
-            raise ValueError(f"top-k must be a whole number from 0 (all {codebook_size} codes) to {codebook_size}; got {self.top_k}.")
+            raise ValueError(
+                f"top-k must be a whole number from 0 (all {codebook_size} codes) to {codebook_size}; got {self.top_k}."
+            )
         if self.count is None or not 1 <= self.count <= MAX_SAMPLES or self.count != int(self.count):
             raise ValueError(f"The number of images must be a whole number from 1 to {MAX_SAMPLES}; got {self.count}.")
         if self.seed is None or not 0 <= self.seed < 2**63:
@@ -222,12 +227,22 @@ def generate(request: GenerationRequest, on_step: Callable[[int, int], None] | N
     request.validate(pair.config.num_vq_embeddings)
     generator = torch.Generator().manual_seed(int(request.seed))
     started = time.perf_counter()
-    codes = sample_codes(gpt, int(request.count), pair.config.latent_size, float(request.temperature), int(request.top_k) or None, generator, on_step)
+    codes = sample_codes(
+        gpt,
+        int(request.count),
+        pair.config.latent_size,
+        float(request.temperature),
+        int(request.top_k) or None,
+        generator,
+        on_step,
+    )
     sampling_seconds = time.perf_counter() - started
     ours, ours_seconds = timed(lambda: pair.ours.decode_indices(codes))
 
     def reference_decode():
-        entries = pair.reference.quantize.get_codebook_entry(codes.flatten(), (len(codes), *codes.shape[1:], pair.config.embed_dim))
+        entries = pair.reference.quantize.get_codebook_entry(
+            codes.flatten(), (len(codes), *codes.shape[1:], pair.config.embed_dim)
+        )
         return pair.reference.decode(entries, force_not_quantize=True).sample
 
     reference, reference_seconds = timed(reference_decode)
@@ -240,4 +255,3 @@ def generate(request: GenerationRequest, on_step: Callable[[int, int], None] | N
         ours_decode_seconds=ours_seconds,
         reference_decode_seconds=reference_seconds,
     )
-

@@ -14,7 +14,10 @@ from shared.device import gpu_task
 from shared.images import image_grid
 from shared.ui import ImageUpload, Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
-CODE_SHOWN = {"reconstruct": (VQModel.forward, VectorQuantizer.forward), "generate": (sample_codes, VQModel.decode_indices)}
+CODE_SHOWN = {
+    "reconstruct": (VQModel.forward, VectorQuantizer.forward),
+    "generate": (sample_codes, VQModel.decode_indices),
+}
 DISPLAY_SCALE = 8  # 28-pixel digits shown at 224 pixels, each pixel a crisp square
 # max |ours - diffusers| on the decoded pixels ([-1, 1] units), same weights and codes: float rounding only
 TOLERANCE = 1e-4
@@ -33,7 +36,13 @@ generation tab) writes new index grids one code at a time, and the VQGAN decodes
 
 def picture(images: torch.Tensor, value_range=(-1, 1)) -> np.ndarray:
     """(N, 1, S, S) -> one enlarged uint8 picture."""
-    return image_grid(images, columns=min(len(images), 8), padding=0 if len(images) == 1 else 2, value_range=value_range, scale=DISPLAY_SCALE if len(images) == 1 else 3)
+    return image_grid(
+        images,
+        columns=min(len(images), 8),
+        padding=0 if len(images) == 1 else 2,
+        value_range=value_range,
+        scale=DISPLAY_SCALE if len(images) == 1 else 3,
+    )
 
 
 def code_maps_figure(results: list[sbs.Reconstruction], codebook_size: int):
@@ -56,7 +65,10 @@ def usage_figure(usages: dict[str, sbs.CodebookUsage]):
     figure, axes = plt.subplots(len(usages), 1, figsize=(8, 2.2 * len(usages)), sharex=True)
     for axis, (name, usage) in zip(np.atleast_1d(axes), usages.items()):
         axis.bar(np.arange(len(usage.counts)), usage.counts, width=1.0, color="#4c72b0")
-        axis.set(ylabel="occurrences", title=f"{name}: {usage.used}/{len(usage.counts)} codes used, perplexity {usage.perplexity:.1f}")
+        axis.set(
+            ylabel="occurrences",
+            title=f"{name}: {usage.used}/{len(usage.counts)} codes used, perplexity {usage.perplexity:.1f}",
+        )
     np.atleast_1d(axes)[-1].set_xlabel("codebook index")
     figure.tight_layout()
     plt.close(figure)
@@ -64,8 +76,18 @@ def usage_figure(usages: dict[str, sbs.CodebookUsage]):
 
 
 def reconstruction_badges(result: sbs.Reconstruction) -> str:
-    badges = comparison_badges(result.ours_seconds, result.reference_seconds, result.max_abs_difference, TOLERANCE, result.indices_identical, "code indices identical")
-    return f"<div><b>{result.codec}</b>: MSE {result.mse:.4f} (PSNR {result.psnr_db:.1f} dB) against the input</div>" + badges
+    badges = comparison_badges(
+        result.ours_seconds,
+        result.reference_seconds,
+        result.max_abs_difference,
+        TOLERANCE,
+        result.indices_identical,
+        "code indices identical",
+    )
+    return (
+        f"<div><b>{result.codec}</b>: MSE {result.mse:.4f} (PSNR {result.psnr_db:.1f} dB) against the input</div>"
+        + badges
+    )
 
 
 @gpu_task
@@ -107,9 +129,16 @@ def reconstruct(example, upload, progress=gr.Progress()):
 def generate(temperature, top_k, seed, count, progress=gr.Progress()):
     """Codes from the prior, decoded by our VQGAN and by diffusers; returns the 5 outputs of the generation panel."""
     request = sbs.GenerationRequest(temperature, top_k, seed, count)
-    result = sbs.generate(request, on_step=lambda done, total: progress((done, total), desc="sampling codes", unit="codes"))
-    badges = comparison_badges(result.ours_decode_seconds, result.reference_decode_seconds, result.max_abs_difference, TOLERANCE)
-    badges += f"<div>{len(result.codes)} grids of {result.codes[0].numel()} codes sampled in {result.sampling_seconds * 1000:.0f} ms; decoding times above (ours vs diffusers, same codes)</div>"
+    result = sbs.generate(
+        request, on_step=lambda done, total: progress((done, total), desc="sampling codes", unit="codes")
+    )
+    badges = comparison_badges(
+        result.ours_decode_seconds, result.reference_decode_seconds, result.max_abs_difference, TOLERANCE
+    )
+    badges += (
+        f"<div>{len(result.codes)} grids of {result.codes[0].numel()} codes sampled in "
+        f"{result.sampling_seconds * 1000:.0f} ms; decoding times above (ours vs diffusers, same codes)</div>"
+    )
     if len(result.ours) >= 2:
         from shared.image_metric import image_quality
 
@@ -117,7 +146,13 @@ def generate(temperature, top_k, seed, count, progress=gr.Progress()):
         badges += f"<div>{report.reading('these samples')}</div>"
     else:
         request.notes.append("The digit classifier scores two or more samples at a time.")
-    return notes_markdown(request.notes), picture(result.ours, (0, 1)), picture(result.reference, (0, 1)), badges, source_of(*CODE_SHOWN["generate"])
+    return (
+        notes_markdown(request.notes),
+        picture(result.ours, (0, 1)),
+        picture(result.reference, (0, 1)),
+        badges,
+        source_of(*CODE_SHOWN["generate"]),
+    )
 
 
 def build_tab() -> None:
@@ -150,7 +185,9 @@ def build_tab() -> None:
             generate_notes = gr.Markdown()
             with gr.Row():
                 samples_ours = gr.Image(label="Decoded by our VQGAN", type="numpy", interactive=False)
-                samples_reference = gr.Image(label="The same codes decoded by diffusers' VQModel", type="numpy", interactive=False)
+                samples_reference = gr.Image(
+                    label="The same codes decoded by diffusers' VQModel", type="numpy", interactive=False
+                )
             generate_badges = gr.HTML()
     code = code_panel(*CODE_SHOWN["reconstruct"])
     reconstruct_button.click(

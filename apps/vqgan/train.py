@@ -70,21 +70,38 @@ def to_model_range(images) -> torch.Tensor:
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder (vqvae/, vqgan/, prior/ inside)")
+    parser.add_argument(
+        "--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder (vqvae/, vqgan/, prior/ inside)"
+    )
     parser.add_argument("--codec-steps", type=int, default=1400, help="shared VQ-VAE steps before the two codecs part")
-    parser.add_argument("--gan-steps", type=int, default=600, help="steps of each codec after they part (the VQGAN's with its discriminator)")
+    parser.add_argument(
+        "--gan-steps",
+        type=int,
+        default=600,
+        help="steps of each codec after they part (the VQGAN's with its discriminator)",
+    )
     parser.add_argument("--prior-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--perceptual-weight", type=float, default=0.1)
     parser.add_argument("--disc-weight", type=float, default=0.5, help="multiplies the adaptive weight of eq. 7")
-    parser.add_argument("--prior-augmentations", type=int, default=4, help="shifted/rotated copies of each training digit encoded for the prior")
+    parser.add_argument(
+        "--prior-augmentations",
+        type=int,
+        default=4,
+        help="shifted/rotated copies of each training digit encoded for the prior",
+    )
     parser.add_argument("--tiny", action="store_true", help="a small codec and prior (tests)")
     parser.add_argument("--samples", type=int, default=500, help="prior samples scored at the end")
     parser.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16", "fp16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (this machine has 2 cores)")
-    parser.add_argument("--export-diffusers", type=Path, default=None, help="also write vqvae/ and vqgan/ as diffusers VQModel folders here")
+    parser.add_argument(
+        "--export-diffusers",
+        type=Path,
+        default=None,
+        help="also write vqvae/ and vqgan/ as diffusers VQModel folders here",
+    )
     return parser.parse_args(argv)
 
 
@@ -97,7 +114,15 @@ def perceptual_network() -> torch.nn.Sequential:
 class CodecTrainer:
     """One codec, its optimizer, and (for the VQGAN) its discriminator and perceptual loss."""
 
-    def __init__(self, model: VQModel, recipe: OptimizerRecipe, accelerator, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.1, disc_weight: float = 0.5):
+    def __init__(
+        self,
+        model: VQModel,
+        recipe: OptimizerRecipe,
+        accelerator,
+        perceptual: PerceptualLoss | None = None,
+        perceptual_weight: float = 0.1,
+        disc_weight: float = 0.5,
+    ):
         self.accelerator, self.recipe = accelerator, recipe
         self.perceptual_weight, self.disc_weight = perceptual_weight, disc_weight
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, betas=recipe.betas, weight_decay=0.0)
@@ -108,7 +133,9 @@ class CodecTrainer:
 
     def add_discriminator(self, config: DiscriminatorConfig) -> None:
         discriminator = PatchDiscriminator(config)
-        optimizer = torch.optim.AdamW(discriminator.parameters(), lr=self.recipe.learning_rate / 2, betas=(0.5, 0.9), weight_decay=0.0)
+        optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=self.recipe.learning_rate / 2, betas=(0.5, 0.9), weight_decay=0.0
+        )
         self.discriminator, self.discriminator_optimizer = self.accelerator.prepare(discriminator, optimizer)
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
@@ -132,7 +159,9 @@ class CodecTrainer:
             if self.discriminator is not None:
                 self.discriminator.eval()  # BatchNorm statistics from the discriminator's own step only
                 gan_loss = generator_hinge_loss(self.discriminator(reconstruction))
-                weight = self.disc_weight * adaptive_weight(rec_loss, gan_loss, self.accelerator.unwrap_model(model).last_layer)
+                weight = self.disc_weight * adaptive_weight(
+                    rec_loss, gan_loss, self.accelerator.unwrap_model(model).last_layer
+                )
                 loss = loss + weight * gan_loss
                 row.update(gan=gan_loss.item(), adaptive_weight=weight.item())
         self.accelerator.backward(loss)
@@ -140,21 +169,34 @@ class CodecTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         row["restarted_codes"] = self.accelerator.unwrap_model(model).quantize.restarted
-        if self.discriminator is not None:  # the discriminator's hinge step on real digits against these reconstructions
+        if (
+            self.discriminator is not None
+        ):  # the discriminator's hinge step on real digits against these reconstructions
             for group in self.discriminator_optimizer.param_groups:
                 group["lr"] = self.recipe.learning_rate_at(step) / 2
             self.discriminator.train()
             with self.accelerator.autocast():
-                d_loss = discriminator_hinge_loss(self.discriminator(batch), self.discriminator(reconstruction.detach()))
+                d_loss = discriminator_hinge_loss(
+                    self.discriminator(batch), self.discriminator(reconstruction.detach())
+                )
             self.accelerator.backward(d_loss)
             self.discriminator_optimizer.step()
             self.discriminator_optimizer.zero_grad(set_to_none=True)
             row["discriminator"] = d_loss.item()
         return row
 
-    def branch(self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.1, disc_weight: float = 0.5) -> CodecTrainer:
+    def branch(
+        self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.1, disc_weight: float = 0.5
+    ) -> CodecTrainer:
         """A copy with the same weights, codebook state and optimizer state (the point where the codecs part)."""
-        twin = CodecTrainer(copy.deepcopy(self.accelerator.unwrap_model(self.model)), self.recipe, self.accelerator, perceptual, perceptual_weight, disc_weight)
+        twin = CodecTrainer(
+            copy.deepcopy(self.accelerator.unwrap_model(self.model)),
+            self.recipe,
+            self.accelerator,
+            perceptual,
+            perceptual_weight,
+            disc_weight,
+        )
         twin.optimizer.load_state_dict(self.optimizer.state_dict())
         twin.log = list(self.log)
         return twin
@@ -166,7 +208,14 @@ def batches(images: torch.Tensor, steps: int, batch_size: int, seed: int) -> lis
     return [torch.randint(0, len(images), (batch_size,), generator=generator) for _ in range(steps)]
 
 
-def run_steps(trainers: dict[str, CodecTrainer], images: torch.Tensor, order: list[torch.Tensor], first_step: int, description: str, accelerator) -> None:
+def run_steps(
+    trainers: dict[str, CodecTrainer],
+    images: torch.Tensor,
+    order: list[torch.Tensor],
+    first_step: int,
+    description: str,
+    accelerator,
+) -> None:
     progress = tqdm(range(len(order)), desc=description, disable=not accelerator.is_local_main_process)
     for offset in progress:
         step = first_step + offset
@@ -174,7 +223,9 @@ def run_steps(trainers: dict[str, CodecTrainer], images: torch.Tensor, order: li
         for name, trainer in trainers.items():
             row = trainer.step(step, batch)
             if step % 50 == 0 or offset == len(order) - 1:
-                trainer.log.append({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()})
+                trainer.log.append(
+                    {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+                )
                 progress.set_postfix({f"{name} mse": round(row["mse"], 4)})
 
 
@@ -185,11 +236,23 @@ def encode_codes(model: VQModel, images: torch.Tensor, batch_size: int = 500) ->
         return torch.cat([model.quantize(model.encode(chunk)).indices for chunk in images.split(batch_size)])
 
 
-def train_prior(codes: torch.Tensor, held_out_codes: torch.Tensor, config: GPTConfig, steps: int, batch_size: int, accelerator, seed: int) -> tuple[GPT, list[dict]]:
+def train_prior(
+    codes: torch.Tensor,
+    held_out_codes: torch.Tensor,
+    config: GPTConfig,
+    steps: int,
+    batch_size: int,
+    accelerator,
+    seed: int,
+) -> tuple[GPT, list[dict]]:
     """Our GPT on code grids (N, h, w): next-code cross-entropy, AdamW with warmup and cosine decay."""
     gpt = GPT(config)
-    recipe = OptimizerRecipe(steps=steps, batch_size=batch_size, learning_rate=1e-3, warmup_steps=min(100, steps // 10 + 1))
-    optimizer = torch.optim.AdamW(decay_and_no_decay(gpt, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas)
+    recipe = OptimizerRecipe(
+        steps=steps, batch_size=batch_size, learning_rate=1e-3, warmup_steps=min(100, steps // 10 + 1)
+    )
+    optimizer = torch.optim.AdamW(
+        decay_and_no_decay(gpt, recipe.weight_decay), lr=recipe.learning_rate, betas=recipe.betas
+    )
     gpt, optimizer = accelerator.prepare(gpt, optimizer)
     generator = torch.Generator().manual_seed(seed + 1)
     log = []
@@ -206,7 +269,13 @@ def train_prior(codes: torch.Tensor, held_out_codes: torch.Tensor, config: GPTCo
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == steps - 1:
-            log.append({"step": step, "train_nats_per_code": round(loss.item(), 4), "held_out_nats_per_code": round(held_out_nll(accelerator.unwrap_model(gpt), held_out_codes), 4)})
+            log.append(
+                {
+                    "step": step,
+                    "train_nats_per_code": round(loss.item(), 4),
+                    "held_out_nats_per_code": round(held_out_nll(accelerator.unwrap_model(gpt), held_out_codes), 4),
+                }
+            )
             progress.set_postfix(loss=log[-1]["train_nats_per_code"], held_out=log[-1]["held_out_nats_per_code"])
     return accelerator.unwrap_model(gpt).cpu().float().eval(), log
 
@@ -215,7 +284,9 @@ def train_prior(codes: torch.Tensor, held_out_codes: torch.Tensor, config: GPTCo
 def held_out_nll(gpt: GPT, codes: torch.Tensor) -> float:
     gpt.eval()
     device = gpt.transformer.wte.weight.device
-    return float(torch.stack([prior_loss(gpt, chunk.to(device)) * len(chunk) for chunk in codes.split(250)]).sum() / len(codes))
+    return float(
+        torch.stack([prior_loss(gpt, chunk.to(device)) * len(chunk) for chunk in codes.split(250)]).sum() / len(codes)
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -225,10 +296,20 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = seeded_accelerator(arguments.mixed_precision, arguments.seed)
     started = time.perf_counter()
     split = mnist5k()
-    images, held_out = to_model_range(split.train_images), to_model_range(split.validation_images)  # (4500 | 500, 1, 28, 28)
+    images, held_out = (
+        to_model_range(split.train_images),
+        to_model_range(split.validation_images),
+    )  # (4500 | 500, 1, 28, 28)
     config = TINY_CODEC if arguments.tiny else SHIPPED_CODEC
     total_steps = arguments.codec_steps + arguments.gan_steps
-    recipe = OptimizerRecipe(steps=total_steps, batch_size=arguments.batch_size, learning_rate=arguments.learning_rate, warmup_steps=min(100, total_steps // 10 + 1), weight_decay=0.0, betas=(0.9, 0.99))
+    recipe = OptimizerRecipe(
+        steps=total_steps,
+        batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate,
+        warmup_steps=min(100, total_steps // 10 + 1),
+        weight_decay=0.0,
+        betas=(0.9, 0.99),
+    )
     order = batches(images, total_steps, arguments.batch_size, arguments.seed)
     minutes = {}
 
@@ -242,7 +323,14 @@ def main(argv: list[str] | None = None) -> dict:
     vqgan = vqvae.branch(perceptual, arguments.perceptual_weight, arguments.disc_weight)
     vqgan.add_discriminator(DiscriminatorConfig(in_channels=config.in_channels, channels=16 if arguments.tiny else 32))
     phase_started = time.perf_counter()
-    run_steps({"vq-vae": vqvae, "vqgan": vqgan}, images, order[arguments.codec_steps :], arguments.codec_steps, "VQ-VAE and VQGAN", accelerator)
+    run_steps(
+        {"vq-vae": vqvae, "vqgan": vqgan},
+        images,
+        order[arguments.codec_steps :],
+        arguments.codec_steps,
+        "VQ-VAE and VQGAN",
+        accelerator,
+    )
     minutes["codecs_after_parting"] = (time.perf_counter() - phase_started) / 60
 
     # 3. the prior over the VQGAN's codes
@@ -250,10 +338,19 @@ def main(argv: list[str] | None = None) -> dict:
     codec = accelerator.unwrap_model(vqgan.model).cpu().float().eval()
     torch.manual_seed(arguments.seed)  # the augmentations' draws
     unit = (images + 1) / 2
-    augmented = [images] + [random_affine(unit, max_shift=1.5, max_degrees=8) * 2 - 1 for _ in range(arguments.prior_augmentations)]
+    augmented = [images] + [
+        random_affine(unit, max_shift=1.5, max_degrees=8) * 2 - 1 for _ in range(arguments.prior_augmentations)
+    ]
     codes, held_out_codes = encode_codes(codec, torch.cat(augmented)), encode_codes(codec, held_out)
-    gpt_config = prior_config(config.num_vq_embeddings, config.latent_size**2, n_layer=2 if arguments.tiny else 4, n_embd=32 if arguments.tiny else 128)
-    gpt, prior_log = train_prior(codes, held_out_codes, gpt_config, arguments.prior_steps, arguments.batch_size, accelerator, arguments.seed)
+    gpt_config = prior_config(
+        config.num_vq_embeddings,
+        config.latent_size**2,
+        n_layer=2 if arguments.tiny else 4,
+        n_embd=32 if arguments.tiny else 128,
+    )
+    gpt, prior_log = train_prior(
+        codes, held_out_codes, gpt_config, arguments.prior_steps, arguments.batch_size, accelerator, arguments.seed
+    )
     minutes["prior"] = (time.perf_counter() - phase_started) / 60
 
     if not accelerator.is_main_process:
@@ -261,7 +358,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = arguments.out
     codecs = {"vqvae": vqvae, "vqgan": vqgan}
     for name, trainer in codecs.items():
-        save_model(accelerator.unwrap_model(trainer.model).cpu().float().eval(), config, out / name, dtype=torch.float16)  # scores below use these fp16 values
+        save_model(
+            accelerator.unwrap_model(trainer.model).cpu().float().eval(), config, out / name, dtype=torch.float16
+        )  # scores below use these fp16 values
     save_model(gpt, gpt_config, out / "prior", dtype=torch.float16)
     if arguments.export_diffusers is not None:
         from apps.vqgan.reference import export_vqmodel
@@ -278,7 +377,15 @@ def main(argv: list[str] | None = None) -> dict:
         "codec_parameters": sum(p.numel() for p in codec.parameters()),
         "prior_config": asdict(gpt_config),
         "prior_parameters": gpt.num_parameters(),
-        "recipe": {**asdict(recipe), "codec_steps": arguments.codec_steps, "gan_steps": arguments.gan_steps, "perceptual_weight": arguments.perceptual_weight, "disc_weight": arguments.disc_weight, "prior_steps": arguments.prior_steps, "prior_augmentations": arguments.prior_augmentations},
+        "recipe": {
+            **asdict(recipe),
+            "codec_steps": arguments.codec_steps,
+            "gan_steps": arguments.gan_steps,
+            "perceptual_weight": arguments.perceptual_weight,
+            "disc_weight": arguments.disc_weight,
+            "prior_steps": arguments.prior_steps,
+            "prior_augmentations": arguments.prior_augmentations,
+        },
         "prior_codes": {"training_grids": len(codes), "held_out_grids": len(held_out_codes)},
         "logs": {"vqvae": vqvae.log, "vqgan": vqgan.log, "prior": prior_log},
     }
@@ -297,21 +404,47 @@ def score_checkpoint(out: Path, training: dict, samples: int, seed: int) -> dict
         with torch.no_grad():
             reconstructions[name] = codec(held_out).reconstruction.clamp(-1, 1)
         metrics["reconstruction_quality"] = image_quality(reconstructions[name], value_range=(-1, 1)).as_row()
-        report["held_out"][name] = {key: float(f"{value:.6g}") if isinstance(value, float) else value for key, value in metrics.items()}
+        report["held_out"][name] = {
+            key: float(f"{value:.6g}") if isinstance(value, float) else value for key, value in metrics.items()
+        }
     gpt = load_model(GPT, GPTConfig, out / "prior")
     codec = load_model(VQModel, VQConfig, out / "vqgan")
     held_out_codes = encode_codes(codec, held_out)
     report["held_out"]["prior_nats_per_code"] = round(held_out_nll(gpt, held_out_codes), 4)
-    report["held_out"]["prior_bits_per_image"] = round(report["held_out"]["prior_nats_per_code"] * held_out_codes[0].numel() / math.log(2), 1)
-    codes = sample_codes(gpt, samples, codec.config.latent_size, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(seed))
+    report["held_out"]["prior_bits_per_image"] = round(
+        report["held_out"]["prior_nats_per_code"] * held_out_codes[0].numel() / math.log(2), 1
+    )
+    codes = sample_codes(
+        gpt,
+        samples,
+        codec.config.latent_size,
+        temperature=1.0,
+        top_k=None,
+        generator=torch.Generator().manual_seed(seed),
+    )
     with torch.no_grad():
         generated = torch.cat([codec.decode_indices(chunk) for chunk in codes.split(250)]).clamp(-1, 1)
     report["prior_samples_quality"] = image_quality(generated, value_range=(-1, 1)).as_row()
     shown = torch.arange(16) * (len(held_out) // 16)  # the held-out digits are sorted by class: every digit appears
-    save_grid(torch.cat([held_out[shown], reconstructions["vqvae"][shown], reconstructions["vqgan"][shown]]), out / "reconstructions.png", columns=16, value_range=(-1, 1), scale=2)
+    save_grid(
+        torch.cat([held_out[shown], reconstructions["vqvae"][shown], reconstructions["vqgan"][shown]]),
+        out / "reconstructions.png",
+        columns=16,
+        value_range=(-1, 1),
+        scale=2,
+    )
     save_grid(generated[:64], out / "prior_samples.png", columns=16, value_range=(-1, 1), scale=2)
     (out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"training_minutes": report["training_minutes"], "held_out": report["held_out"], "prior_samples_quality": report["prior_samples_quality"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "training_minutes": report["training_minutes"],
+                "held_out": report["held_out"],
+                "prior_samples_quality": report["prior_samples_quality"],
+            },
+            indent=1,
+        )
+    )
     return report
 
 

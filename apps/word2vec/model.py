@@ -27,8 +27,8 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,9 @@ class Word2VecConfig:
     epochs: int = 10
     alpha: float = 0.025  # learning rate, decayed linearly to min_alpha over training
     min_alpha: float = 0.0001
-    batch_size: int = 512  # centre words per SGD step (much larger batches sum too many updates of frequent words and can diverge)
+    batch_size: int = (
+        512  # centre words per SGD step (much larger batches sum too many updates of frequent words and can diverge)
+    )
     workers: int = 2  # CPU threads training at once (see `train`); 1 makes runs repeatable
     seed: int = 1
 
@@ -156,7 +158,9 @@ class Vocabulary:
 # ---------------------------------------------------------------------------------------------
 
 
-def context_slots(ids: np.ndarray, document_of_token: np.ndarray, keep_probability: np.ndarray, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def context_slots(
+    ids: np.ndarray, document_of_token: np.ndarray, keep_probability: np.ndarray, window: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Subsample the text, then give each kept word its context words.
 
     Returns (centres (N,), contexts (N, 2*window), valid (N, 2*window)): row i holds the words at
@@ -171,7 +175,9 @@ def context_slots(ids: np.ndarray, document_of_token: np.ndarray, keep_probabili
     positions = np.arange(len(centres))[:, None] + offsets[None, :]  # (N, 2W)
     inside = (positions >= 0) & (positions < len(centres))
     positions = np.clip(positions, 0, len(centres) - 1)
-    valid = inside & (np.abs(offsets)[None, :] <= reduced_window[:, None]) & (documents[positions] == documents[:, None])
+    valid = (
+        inside & (np.abs(offsets)[None, :] <= reduced_window[:, None]) & (documents[positions] == documents[:, None])
+    )
     return centres, centres[positions], valid
 
 
@@ -194,17 +200,24 @@ class Word2Vec(torch.nn.Module):
         self.vocabulary = vocabulary
         size, dim = len(vocabulary), config.vector_size
         generator = torch.Generator().manual_seed(config.seed)
-        self.input_vectors = torch.nn.Parameter((torch.rand(size, dim, generator=generator) * 2 - 1) / dim, requires_grad=False)
+        self.input_vectors = torch.nn.Parameter(
+            (torch.rand(size, dim, generator=generator) * 2 - 1) / dim, requires_grad=False
+        )
         if config.negative > 0:
             self.output_vectors = torch.nn.Parameter(torch.zeros(size, dim), requires_grad=False)
             # Inverse-CDF sampling of the noise distribution: searchsorted(cumulative, uniform).
-            self.register_buffer("noise_cumulative", torch.from_numpy(np.cumsum(vocabulary.noise_distribution(config.noise_exponent))).float())
+            self.register_buffer(
+                "noise_cumulative",
+                torch.from_numpy(np.cumsum(vocabulary.noise_distribution(config.noise_exponent))).float(),
+            )
         if config.hierarchical_softmax:
             points, codes, lengths = vocabulary.huffman_paths()
             self.node_vectors = torch.nn.Parameter(torch.zeros(size - 1, dim), requires_grad=False)
             self.register_buffer("points", torch.from_numpy(points))
             self.register_buffer("codes", torch.from_numpy(codes).float())
-            self.register_buffer("path_mask", torch.from_numpy(np.arange(points.shape[1])[None, :] < lengths[:, None]).float())
+            self.register_buffer(
+                "path_mask", torch.from_numpy(np.arange(points.shape[1])[None, :] < lengths[:, None]).float()
+            )
 
     def sample_noise(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Word ids drawn from the noise distribution P_n(w) ∝ count(w) ** 3/4."""
@@ -212,7 +225,14 @@ class Word2Vec(torch.nn.Module):
         return torch.searchsorted(self.noise_cumulative, uniform).clamp_(max=len(self.vocabulary) - 1)
 
     @torch.no_grad()
-    def output_step(self, hidden: torch.Tensor, hidden_mask: torch.Tensor, centres: torch.Tensor, generator: torch.Generator, learning_rate: float) -> torch.Tensor:
+    def output_step(
+        self,
+        hidden: torch.Tensor,
+        hidden_mask: torch.Tensor,
+        centres: torch.Tensor,
+        generator: torch.Generator,
+        learning_rate: float,
+    ) -> torch.Tensor:
         """One SGD step of the output layer. Each centre word (B,) comes with H hidden vectors
         (B, H, D) that must predict it (the context words in skip-gram, their mean in CBOW), with a
         mask (B, H) of the real ones. Updates the output tables in place and returns the SGD step
@@ -227,7 +247,9 @@ class Word2Vec(torch.nn.Module):
             rows = torch.cat([centres[:, None], noise], dim=1)  # (B, 1 + K)
             labels = torch.zeros(rows.shape, device=hidden.device)
             labels[:, 0] = 1
-            weights = torch.cat([torch.ones_like(labels[:, :1]), (noise != centres[:, None]).float()], dim=1)  # the C code skips noise equal to the target
+            weights = torch.cat(
+                [torch.ones_like(labels[:, :1]), (noise != centres[:, None]).float()], dim=1
+            )  # the C code skips noise equal to the target
             step += self._update_rows(self.output_vectors, hidden, hidden_mask, rows, labels, weights, learning_rate)
         if self.config.hierarchical_softmax:
             # Hierarchical softmax: one binary decision per inner node on the centre's Huffman path
@@ -236,18 +258,38 @@ class Word2Vec(torch.nn.Module):
             # averaged, those nodes learn too slowly. A node's summed step is divided by the square
             # root of its repeats in the batch, which measured closest to gensim's one-word-at-a-time
             # SGD (bench/word2vec.py).
-            step += self._update_rows(self.node_vectors, hidden, hidden_mask, self.points[centres], 1 - self.codes[centres], self.path_mask[centres], learning_rate, damp_repeats=True)
+            step += self._update_rows(
+                self.node_vectors,
+                hidden,
+                hidden_mask,
+                self.points[centres],
+                1 - self.codes[centres],
+                self.path_mask[centres],
+                learning_rate,
+                damp_repeats=True,
+            )
         return step
 
     @staticmethod
-    def _update_rows(table: torch.Tensor, hidden: torch.Tensor, hidden_mask: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, learning_rate: float, damp_repeats: bool = False) -> torch.Tensor:
+    def _update_rows(
+        table: torch.Tensor,
+        hidden: torch.Tensor,
+        hidden_mask: torch.Tensor,
+        rows: torch.Tensor,
+        labels: torch.Tensor,
+        weights: torch.Tensor,
+        learning_rate: float,
+        damp_repeats: bool = False,
+    ) -> torch.Tensor:
         """Logistic regression of labels (B, R) on the scores u·h of output rows u = table[rows] against
         hidden vectors h. The gradient of log sigmoid(±u·h) is (label - sigmoid(u·h)) times the other
         vector (Rong 2014, "word2vec Parameter Learning Explained", eqs. 59-61)."""
         batch, count = rows.shape
         vectors = table.index_select(0, rows.reshape(-1)).view(batch, count, -1)  # (B, R, D)
         scores = torch.bmm(hidden, vectors.transpose(1, 2))  # (B, H, R)
-        gradient = (labels[:, None, :] - torch.sigmoid(scores)) * weights[:, None, :] * hidden_mask[:, :, None] * learning_rate
+        gradient = (
+            (labels[:, None, :] - torch.sigmoid(scores)) * weights[:, None, :] * hidden_mask[:, :, None] * learning_rate
+        )
         step_for_hidden = torch.bmm(gradient, vectors)  # (B, H, D), from u before its update, as the C code
         row_steps = torch.bmm(gradient.transpose(1, 2), hidden).reshape(batch * count, -1)
         if damp_repeats:
@@ -257,7 +299,14 @@ class Word2Vec(torch.nn.Module):
         return step_for_hidden
 
     @torch.no_grad()
-    def skipgram_step(self, centres: torch.Tensor, contexts: torch.Tensor, valid: torch.Tensor, generator: torch.Generator, learning_rate: float) -> None:
+    def skipgram_step(
+        self,
+        centres: torch.Tensor,
+        contexts: torch.Tensor,
+        valid: torch.Tensor,
+        generator: torch.Generator,
+        learning_rate: float,
+    ) -> None:
         """Skip-gram on a batch of centre words (B,) with their context slots (B, 2W) and validity mask.
         As in the C code, each context word's input vector predicts the centre word: over a corpus
         these are the same pairs as the paper's centre-predicts-context."""
@@ -267,7 +316,14 @@ class Word2Vec(torch.nn.Module):
         self.input_vectors.index_add_(0, contexts.reshape(-1), step.reshape(-1, step.shape[-1]))
 
     @torch.no_grad()
-    def cbow_step(self, centres: torch.Tensor, contexts: torch.Tensor, valid: torch.Tensor, generator: torch.Generator, learning_rate: float) -> None:
+    def cbow_step(
+        self,
+        centres: torch.Tensor,
+        contexts: torch.Tensor,
+        valid: torch.Tensor,
+        generator: torch.Generator,
+        learning_rate: float,
+    ) -> None:
         """CBOW on the same batch: the mean of the context input vectors predicts the centre, and every
         context word receives the whole step for that mean, as in the C code and gensim's cbow_mean=1."""
         mask = valid.float()
@@ -296,7 +352,12 @@ class TrainingReport:
         return self.corpus_words * self.epochs / self.seconds
 
 
-def train(documents: Sequence[Sequence[str]], config: Word2VecConfig, device: torch.device | str = "cpu", on_progress: Callable[[float], None] | None = None) -> tuple[Word2Vec, TrainingReport]:
+def train(
+    documents: Sequence[Sequence[str]],
+    config: Word2VecConfig,
+    device: torch.device | str = "cpu",
+    on_progress: Callable[[float], None] | None = None,
+) -> tuple[Word2Vec, TrainingReport]:
     """Build the vocabulary and train word2vec with linearly decaying SGD (section 3 of Mikolov et al.
     2013a). `on_progress(fraction)` is called after every batch of the first worker.
 
@@ -313,7 +374,9 @@ def train(documents: Sequence[Sequence[str]], config: Word2VecConfig, device: to
     keep_probability = vocabulary.keep_probabilities(config.sample)
     step = model.skipgram_step if config.architecture == "skipgram" else model.cbow_step
 
-    def train_piece(epoch: int, worker: int, centres: torch.Tensor, contexts: torch.Tensor, valid: torch.Tensor) -> None:
+    def train_piece(
+        epoch: int, worker: int, centres: torch.Tensor, contexts: torch.Tensor, valid: torch.Tensor
+    ) -> None:
         for begin in range(0, len(centres), config.batch_size):
             progress = (epoch + begin / len(centres)) / config.epochs  # every piece advances at about the same pace
             learning_rate = config.alpha - (config.alpha - config.min_alpha) * progress
@@ -334,11 +397,20 @@ def train(documents: Sequence[Sequence[str]], config: Word2VecConfig, device: to
                 tensors = [torch.from_numpy(array[has_context]) for array in (centres, contexts, valid)]
                 examples += len(tensors[0])
                 pieces = [piece.tensor_split(workers) for piece in tensors]
-                for future in [pool.submit(train_piece, epoch, worker, *(piece[worker] for piece in pieces)) for worker in range(workers)]:
+                for future in [
+                    pool.submit(train_piece, epoch, worker, *(piece[worker] for piece in pieces))
+                    for worker in range(workers)
+                ]:
                     future.result()
     finally:
         torch.set_num_threads(threads_before)
     seconds = time.perf_counter() - start
     if not torch.isfinite(model.input_vectors).all():
-        raise ValueError(f"Training diverged (the vectors hold NaN or inf): with {len(vocabulary)} words, a batch of {config.batch_size} centre words adds too many steps to the same rows at once. Lower batch_size, alpha or workers.")
+        raise ValueError(
+            (
+                f"Training diverged (the vectors hold NaN or inf): with {len(vocabulary)} words, a batch of "
+                f"{config.batch_size} centre words adds too many steps to the same rows at once. Lower batch_size, "
+                "alpha or workers."
+            )
+        )
     return model, TrainingReport(seconds=seconds, corpus_words=len(ids), epochs=config.epochs, examples=examples)

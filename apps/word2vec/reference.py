@@ -60,7 +60,11 @@ def to_keyed_vectors(vectors: WordVectors):
 
 def from_keyed_vectors(keyed) -> WordVectors:
     """gensim `KeyedVectors` (or a trained gensim model's `.wv`) as our `WordVectors`."""
-    counts = np.array([keyed.get_vecattr(word, "count") for word in keyed.index_to_key], dtype=np.int64) if "count" in keyed.expandos else None
+    counts = (
+        np.array([keyed.get_vecattr(word, "count") for word in keyed.index_to_key], dtype=np.int64)
+        if "count" in keyed.expandos
+        else None
+    )
     return WordVectors(list(keyed.index_to_key), torch.from_numpy(np.array(keyed.vectors, dtype=np.float32)), counts)
 
 

@@ -91,7 +91,9 @@ def map_words(architecture: str, text: str, method: str):
     if unknown:
         notes.append(f"Not in the vocabulary, left out: {', '.join(unknown)}.")
     if len(kept) < 3:
-        raise ValueError(f"Give at least 3 words that are in the vocabulary (got {len(kept)} known: {', '.join(kept) or 'none'}).")
+        raise ValueError(
+            f"Give at least 3 words that are in the vocabulary (got {len(kept)} known: {', '.join(kept) or 'none'})."
+        )
     return kept, pair.ours.project_2d(kept, method), pair.gensim_vectors.project_2d(kept, method), notes
 
 
@@ -104,12 +106,36 @@ def evaluation(architecture: str) -> list[tuple[str, float, float, str]]:
     for name, file in (("WordSim-353 Spearman", "wordsim353.tsv"), ("SimLex-999 Spearman", "simlex999.txt")):
         ours = pair.ours.evaluate_pairs(word2vec_eval_file(file))
         theirs = pair.gensim.evaluate_word_pairs(word2vec_eval_file(file))
-        rows.append((name, ours.spearman, float(theirs[1].statistic), f"{ours.pairs_used} of {ours.pairs_total} pairs in the vocabulary"))
+        rows.append(
+            (
+                name,
+                ours.spearman,
+                float(theirs[1].statistic),
+                f"{ours.pairs_used} of {ours.pairs_total} pairs in the vocabulary",
+            )
+        )
     sections = pair.ours.evaluate_analogies(word2vec_eval_file("questions-words.txt"))
     total, gensim_sections = pair.gensim.evaluate_word_analogies(word2vec_eval_file("questions-words.txt"))
-    gensim_accuracy = {section["section"]: len(section["correct"]) / max(1, len(section["correct"]) + len(section["incorrect"])) for section in gensim_sections}
+    gensim_accuracy = {
+        section["section"]: len(section["correct"]) / max(1, len(section["correct"]) + len(section["incorrect"]))
+        for section in gensim_sections
+    }
     questions = sum(section.total for section in sections)
-    rows.append(("Analogy accuracy, all sections", sum(section.correct for section in sections) / max(1, questions), float(total), f"{questions:,} questions with all four words known"))
+    rows.append(
+        (
+            "Analogy accuracy, all sections",
+            sum(section.correct for section in sections) / max(1, questions),
+            float(total),
+            f"{questions:,} questions with all four words known",
+        )
+    )
     for section in sections:
-        rows.append((f"Analogy: {section.name}", section.accuracy, gensim_accuracy.get(section.name, float("nan")), f"{section.total:,} questions"))
+        rows.append(
+            (
+                f"Analogy: {section.name}",
+                section.accuracy,
+                gensim_accuracy.get(section.name, float("nan")),
+                f"{section.total:,} questions",
+            )
+        )
     return rows

@@ -31,22 +31,41 @@ def neighbour_table(rows: list[tuple[str, float]]) -> pd.DataFrame:
     return pd.DataFrame({"word": [word for word, _ in rows], "cosine": [round(score, 3) for word, score in rows]})
 
 
-def shared_badge(ours: list[tuple[str, float]], theirs: list[tuple[str, float]], ours_seconds: float, gensim_seconds: float) -> str:
+def shared_badge(
+    ours: list[tuple[str, float]], theirs: list[tuple[str, float]], ours_seconds: float, gensim_seconds: float
+) -> str:
     shared = len({word for word, _ in ours} & {word for word, _ in theirs})
-    return comparison_badges(ours_seconds, gensim_seconds) + f"<div>{shared} of {len(ours)} words appear in both lists.</div>"
+    return (
+        comparison_badges(ours_seconds, gensim_seconds)
+        + f"<div>{shared} of {len(ours)} words appear in both lists.</div>"
+    )
 
 
 @user_errors
 def find_neighbours(architecture, word, topn):
     ours, theirs, ours_seconds, gensim_seconds, notes = sbs.neighbours(architecture, word, int(topn))
-    return neighbour_table(ours), neighbour_table(theirs), shared_badge(ours, theirs, ours_seconds, gensim_seconds), notes_markdown(notes), source_of(WordVectors.most_similar, WordVectors.nearest)
+    return (
+        neighbour_table(ours),
+        neighbour_table(theirs),
+        shared_badge(ours, theirs, ours_seconds, gensim_seconds),
+        notes_markdown(notes),
+        source_of(WordVectors.most_similar, WordVectors.nearest),
+    )
 
 
 @user_errors
 def solve_analogy(architecture, a, b, c):
     ours, theirs, ours_seconds, gensim_seconds, notes = sbs.analogy(architecture, a, b, c)
-    heading = f"**{a.strip()} - {b.strip()} + {c.strip()}**: ours says **{ours[0][0]}**, gensim says **{theirs[0][0]}**."
-    return neighbour_table(ours), neighbour_table(theirs), shared_badge(ours, theirs, ours_seconds, gensim_seconds), notes_markdown([heading, *notes]), source_of(WordVectors.analogy)
+    heading = (
+        f"**{a.strip()} - {b.strip()} + {c.strip()}**: ours says **{ours[0][0]}**, gensim says **{theirs[0][0]}**."
+    )
+    return (
+        neighbour_table(ours),
+        neighbour_table(theirs),
+        shared_badge(ours, theirs, ours_seconds, gensim_seconds),
+        notes_markdown([heading, *notes]),
+        source_of(WordVectors.analogy),
+    )
 
 
 def map_figure(words: list[str], ours, theirs, method: str):
@@ -94,7 +113,10 @@ def evaluation_figure(rows):
 def evaluate(architecture, progress=gr.Progress()):
     progress(0.1, desc="WordSim-353, SimLex-999 and 19,544 analogy questions, ours and gensim")
     rows = sbs.evaluation(architecture)
-    table = pd.DataFrame([(name, round(ours, 3), round(theirs, 3), what) for name, ours, theirs, what in rows], columns=["measure", "ours", "gensim", "counted"])
+    table = pd.DataFrame(
+        [(name, round(ours, 3), round(theirs, 3), what) for name, ours, theirs, what in rows],
+        columns=["measure", "ours", "gensim", "counted"],
+    )
     return table, evaluation_figure(rows)
 
 
@@ -125,23 +147,54 @@ def build_tab() -> None:
         analogy_notes, ours_analogy, gensim_analogy, analogy_badges = side_by_side_outputs()
     with gr.Tab("Map"):
         with gr.Row():
-            map_words = gr.Textbox(label="Words (3 to 60, separated by spaces or commas)", value=EXAMPLE_MAP_WORDS, scale=4)
+            map_words = gr.Textbox(
+                label="Words (3 to 60, separated by spaces or commas)", value=EXAMPLE_MAP_WORDS, scale=4
+            )
             method = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", scale=1)
             map_button = gr.Button("Draw the map", variant="primary", scale=1)
         map_notes = gr.Markdown()
         map_plot = gr.Plot(label="Words in 2-D")
     with gr.Tab("Evaluation"):
-        gr.Markdown("Ours is scored by `apps/word2vec/vectors.py`, gensim's vectors by gensim's own `evaluate_word_pairs` / `evaluate_word_analogies`. A corpus of 450,000 words is small: analogy scores are low for both (the 3-billion-word Google News vectors reach over 70%).")
+        gr.Markdown(
+            (
+                "Ours is scored by `apps/word2vec/vectors.py`, gensim's vectors by gensim's own "
+                "`evaluate_word_pairs` / `evaluate_word_analogies`. A corpus of 450,000 words is small: analogy "
+                "scores are low for both (the 3-billion-word Google News vectors reach over 70%)."
+            )
+        )
         evaluate_button = gr.Button("Evaluate both", variant="primary")
         evaluation_table = gr.Dataframe(label="Evaluation", interactive=False)
         evaluation_plot = gr.Plot(label="Ours and gensim")
-    code = code_panel(WordVectors.most_similar, Word2Vec.output_step, label="Read the code (the query that just ran, and the training step)")
+    code = code_panel(
+        WordVectors.most_similar,
+        Word2Vec.output_step,
+        label="Read the code (the query that just ran, and the training step)",
+    )
 
-    neighbours_button.click(find_neighbours, inputs=[architecture, word, topn], outputs=[ours_neighbours, gensim_neighbours, neighbour_badges, neighbour_notes, code], api_name="word2vec_neighbours")
-    word.submit(find_neighbours, inputs=[architecture, word, topn], outputs=[ours_neighbours, gensim_neighbours, neighbour_badges, neighbour_notes, code], api_name=False)
-    analogy_button.click(solve_analogy, inputs=[architecture, a, b, c], outputs=[ours_analogy, gensim_analogy, analogy_badges, analogy_notes, code], api_name="word2vec_analogy")
-    map_button.click(draw_map, inputs=[architecture, map_words, method], outputs=[map_plot, map_notes], api_name="word2vec_map")
-    evaluate_button.click(evaluate, inputs=[architecture], outputs=[evaluation_table, evaluation_plot], api_name="word2vec_evaluate")
+    neighbours_button.click(
+        find_neighbours,
+        inputs=[architecture, word, topn],
+        outputs=[ours_neighbours, gensim_neighbours, neighbour_badges, neighbour_notes, code],
+        api_name="word2vec_neighbours",
+    )
+    word.submit(
+        find_neighbours,
+        inputs=[architecture, word, topn],
+        outputs=[ours_neighbours, gensim_neighbours, neighbour_badges, neighbour_notes, code],
+        api_name=False,
+    )
+    analogy_button.click(
+        solve_analogy,
+        inputs=[architecture, a, b, c],
+        outputs=[ours_analogy, gensim_analogy, analogy_badges, analogy_notes, code],
+        api_name="word2vec_analogy",
+    )
+    map_button.click(
+        draw_map, inputs=[architecture, map_words, method], outputs=[map_plot, map_notes], api_name="word2vec_map"
+    )
+    evaluate_button.click(
+        evaluate, inputs=[architecture], outputs=[evaluation_table, evaluation_plot], api_name="word2vec_evaluate"
+    )
 
 
 API_EXAMPLES = {

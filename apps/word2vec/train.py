@@ -39,7 +39,8 @@ def evaluation_scores(vectors: WordVectors) -> dict:
     return {
         "wordsim353_spearman": vectors.evaluate_pairs(word2vec_eval_file("wordsim353.tsv")).spearman,
         "simlex999_spearman": vectors.evaluate_pairs(word2vec_eval_file("simlex999.txt")).spearman,
-        "analogy_accuracy": sum(section.correct for section in sections) / max(1, sum(section.total for section in sections)),
+        "analogy_accuracy": sum(section.correct for section in sections)
+        / max(1, sum(section.total for section in sections)),
     }
 
 
@@ -66,23 +67,55 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.num_processes > 1:
         sys.exit("word2vec trains in one process; run it without several processes (see the module docstring).")
     documents = wiki_word_tokens()
-    report = {"corpus": "gensim Wikipedia sample (WikiCorpus tokens)", "documents": len(documents), "device": str(accelerator.device), "models": {}}
+    report = {
+        "corpus": "gensim Wikipedia sample (WikiCorpus tokens)",
+        "documents": len(documents),
+        "device": str(accelerator.device),
+        "models": {},
+    }
     for architecture in arguments.architectures:
-        config = replace(Word2VecConfig(), architecture=architecture, epochs=arguments.epochs, vector_size=arguments.vector_size, window=arguments.window, negative=arguments.negative, min_count=arguments.min_count, seed=arguments.seed, workers=arguments.workers)
+        config = replace(
+            Word2VecConfig(),
+            architecture=architecture,
+            epochs=arguments.epochs,
+            vector_size=arguments.vector_size,
+            window=arguments.window,
+            negative=arguments.negative,
+            min_count=arguments.min_count,
+            seed=arguments.seed,
+            workers=arguments.workers,
+        )
         with tqdm(total=100, desc=f"ours {architecture}", unit="%") as bar:
-            model, training = train(documents, config, device=accelerator.device, on_progress=lambda fraction: bar.update(round(100 * fraction) - bar.n))
+            model, training = train(
+                documents,
+                config,
+                device=accelerator.device,
+                on_progress=lambda fraction: bar.update(round(100 * fraction) - bar.n),
+            )
         ours = WordVectors.from_model(model)
         ours.save(arguments.out / architecture, dtype=torch.float16, config=asdict(config))
         print(f"gensim {architecture} ...", flush=True)
         gensim_model, gensim_seconds = train_gensim(documents, config)
         theirs = from_keyed_vectors(gensim_model.wv)
-        theirs.save(arguments.out / f"gensim-{architecture}", dtype=torch.float16, config={**asdict(config), "trained_by": "gensim"})
+        theirs.save(
+            arguments.out / f"gensim-{architecture}",
+            dtype=torch.float16,
+            config={**asdict(config), "trained_by": "gensim"},
+        )
         words = training.corpus_words * config.epochs
         report["models"][architecture] = {
             "vocabulary": len(ours),
             "corpus_words_per_epoch": training.corpus_words,
-            "ours": {"seconds": training.seconds, "words_per_second": words / training.seconds, **evaluation_scores(ours)},
-            "gensim": {"seconds": gensim_seconds, "words_per_second": words / gensim_seconds, **evaluation_scores(theirs)},
+            "ours": {
+                "seconds": training.seconds,
+                "words_per_second": words / training.seconds,
+                **evaluation_scores(ours),
+            },
+            "gensim": {
+                "seconds": gensim_seconds,
+                "words_per_second": words / gensim_seconds,
+                **evaluation_scores(theirs),
+            },
         }
         print(json.dumps(report["models"][architecture], indent=2), flush=True)
     arguments.out.mkdir(parents=True, exist_ok=True)

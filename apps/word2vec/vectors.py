@@ -69,13 +69,19 @@ class WordVectors:
         if not word:
             raise ValueError("Type a word.")
         if len(word.split()) > 1:
-            raise ValueError(f"Type one word, not {len(word.split())} ({word!r}): the vocabulary has single words only.")
+            raise ValueError(
+                f"Type one word, not {len(word.split())} ({word!r}): the vocabulary has single words only."
+            )
         if word not in self.index and word.lower() in self.index:
             word = word.lower()
         if word not in self.index:
             close = difflib.get_close_matches(word.lower(), self.words, n=5, cutoff=0.7)
             hint = f" Close words in the vocabulary: {', '.join(close)}." if close else " Try a more common word."
-            seen = f", each seen at least {int(self.counts.min())} times in the training text" if self.counts is not None else ""
+            seen = (
+                f", each seen at least {int(self.counts.min())} times in the training text"
+                if self.counts is not None
+                else ""
+            )
             raise ValueError(f"{word!r} is not in the vocabulary ({len(self):,} words{seen}).{hint}")
         return self.index[word]
 
@@ -119,7 +125,12 @@ class WordVectors:
                 ours.append(float(self.unit[self.index[first]] @ self.unit[self.index[second]]))
         if len(human) < 3:
             return PairScore(float("nan"), float("nan"), len(human), total)
-        return PairScore(float(stats.spearmanr(human, ours).statistic), float(stats.pearsonr(human, ours).statistic), len(human), total)
+        return PairScore(
+            float(stats.spearmanr(human, ours).statistic),
+            float(stats.pearsonr(human, ours).statistic),
+            len(human),
+            total,
+        )
 
     def evaluate_analogies(self, path: str, batch: int = 1024) -> list[AnalogySection]:
         """Accuracy per section of an analogy file (": section" lines, then "a b c d" questions meaning
@@ -157,7 +168,9 @@ class WordVectors:
         if method == "t-SNE":
             from sklearn.manifold import TSNE
 
-            return TSNE(n_components=2, perplexity=min(5.0, len(rows) - 1.0), init="pca", random_state=seed).fit_transform(points)
+            return TSNE(
+                n_components=2, perplexity=min(5.0, len(rows) - 1.0), init="pca", random_state=seed
+            ).fit_transform(points)
         raise ValueError(f"Unknown map method {method!r}; choose PCA or t-SNE.")
 
     # -- files ---------------------------------------------------------------------------------------
@@ -168,7 +181,9 @@ class WordVectors:
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"vectors": self.vectors.to(dtype).contiguous()}, str(folder / VECTORS_FILE))
         counts = None if self.counts is None else [int(count) for count in self.counts]
-        (folder / VOCABULARY_FILE).write_text(json.dumps({"words": self.words, "counts": counts}, ensure_ascii=False) + "\n", encoding="utf-8")
+        (folder / VOCABULARY_FILE).write_text(
+            json.dumps({"words": self.words, "counts": counts}, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         if config is not None:
             (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         return folder
@@ -177,7 +192,9 @@ class WordVectors:
     def load(cls, folder: str | Path, train_command: str = "python -m apps.word2vec.train") -> WordVectors:
         folder = Path(folder)
         if not (folder / VECTORS_FILE).exists() or not (folder / VOCABULARY_FILE).exists():
-            raise FileNotFoundError(f"{folder} has no {VECTORS_FILE} / {VOCABULARY_FILE}; make them with `{train_command}`.")
+            raise FileNotFoundError(
+                f"{folder} has no {VECTORS_FILE} / {VOCABULARY_FILE}; make them with `{train_command}`."
+            )
         vocabulary = json.loads((folder / VOCABULARY_FILE).read_text(encoding="utf-8"))
         counts = None if vocabulary.get("counts") is None else np.array(vocabulary["counts"], dtype=np.int64)
         return cls(vocabulary["words"], load_file(str(folder / VECTORS_FILE))["vectors"].float(), counts)

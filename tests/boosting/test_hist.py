@@ -10,7 +10,14 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine, make_clas
 from sklearn.metrics import log_loss
 from sklearn.model_selection import cross_val_score, train_test_split
 
-from apps.boosting.hist import HistBoostingClassifier, HistBoostingRegressor, best_split, bin_data, bin_edges, bin_thresholds
+from apps.boosting.hist import (
+    HistBoostingClassifier,
+    HistBoostingRegressor,
+    best_split,
+    bin_data,
+    bin_edges,
+    bin_thresholds,
+)
 from apps.boosting.tree import Tree
 
 
@@ -37,7 +44,9 @@ def test_few_distinct_values_get_one_bin_each_and_missing_the_last_bin():
 
 def test_every_value_lands_between_the_edges_of_its_bin():
     rng = np.random.default_rng(0)
-    X = with_missing(np.column_stack([rng.standard_normal(1000), rng.integers(0, 5, 1000), rng.exponential(size=1000)]), 0.1)
+    X = with_missing(
+        np.column_stack([rng.standard_normal(1000), rng.integers(0, 5, 1000), rng.exponential(size=1000)]), 0.1
+    )
     max_bins = 16
     edges = bin_edges(X, max_bins)
     binned = bin_data(X, edges, max_bins)
@@ -81,7 +90,10 @@ def hand_made_histogram(G, H, missing=0j):
 
 
 def eq7(G_L, H_L, G_R, H_R, reg_lambda=1.0, gamma=0.0):
-    return 0.5 * (G_L**2 / (H_L + reg_lambda) + G_R**2 / (H_R + reg_lambda) - (G_L + G_R) ** 2 / (H_L + H_R + reg_lambda)) - gamma
+    return (
+        0.5 * (G_L**2 / (H_L + reg_lambda) + G_R**2 / (H_R + reg_lambda) - (G_L + G_R) ** 2 / (H_L + H_R + reg_lambda))
+        - gamma
+    )
 
 
 def test_gain_on_a_hand_made_histogram():
@@ -108,7 +120,9 @@ def test_missing_bin_goes_to_the_side_that_gains_more():
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_a_stump_is_the_brute_force_best_split(task):
     rng = np.random.default_rng(0)
-    X = np.round(rng.standard_normal((150, 4)), 1)  # few distinct values: one bin each, so every threshold is a candidate
+    X = np.round(
+        rng.standard_normal((150, 4)), 1
+    )  # few distinct values: one bin each, so every threshold is a candidate
     score = X[:, 2] - X[:, 0] + 0.5 * rng.standard_normal(150)
     if task == "regression":
         y = score
@@ -146,7 +160,9 @@ def test_tree_apply_on_raw_X_reproduces_the_routing_by_bins():
     model = HistBoostingRegressor(max_depth=5)
     edges = bin_edges(X, model.max_bins)
     g = np.random.default_rng(0).standard_normal(len(X))
-    tree, leaf_of_row = model._grow_tree(bin_data(X, edges, model.max_bins), bin_thresholds(edges, model.max_bins), np.arange(5), g + 1j)
+    tree, leaf_of_row = model._grow_tree(
+        bin_data(X, edges, model.max_bins), bin_thresholds(edges, model.max_bins), np.arange(5), g + 1j
+    )
     assert isinstance(tree, Tree) and tree.node_count > 20 and tree.depth() == 5
     np.testing.assert_array_equal(tree.apply(X), leaf_of_row)
     assert tree.missing_left.any() and not tree.missing_left.all()
@@ -165,7 +181,17 @@ def test_training_loss_agrees_with_predictions_of_the_stored_trees():
 
 
 def xgboost_params(n_estimators=20):
-    return dict(tree_method="hist", max_bin=256, n_estimators=n_estimators, max_depth=6, learning_rate=0.3, reg_lambda=1.0, gamma=0.0, min_child_weight=1.0, n_jobs=1)
+    return dict(
+        tree_method="hist",
+        max_bin=256,
+        n_estimators=n_estimators,
+        max_depth=6,
+        learning_rate=0.3,
+        reg_lambda=1.0,
+        gamma=0.0,
+        min_child_weight=1.0,
+        n_jobs=1,
+    )
 
 
 def test_same_trees_as_xgboost_when_every_value_has_its_own_bin():
@@ -176,7 +202,9 @@ def test_same_trees_as_xgboost_when_every_value_has_its_own_bin():
     assert rms(ours.predict(X) - theirs.predict(X)) < 1e-5 * y.std()  # xgboost computes in float32
     root = json.loads(theirs.get_booster().get_dump(dump_format="json", with_stats=True)[0])
     assert root["split"] == f"f{ours.trees_[0][0].feature[0]}"
-    assert root["gain"] == pytest.approx(2 * ours.trees_[0][0].gain[0], rel=1e-5)  # xgboost reports eq. 7 without the 1/2
+    assert root["gain"] == pytest.approx(
+        2 * ours.trees_[0][0].gain[0], rel=1e-5
+    )  # xgboost reports eq. 7 without the 1/2
 
     labels = (y > np.median(y)).astype(int)
     ours = HistBoostingClassifier(n_estimators=20).fit(X, labels)
@@ -240,7 +268,9 @@ def test_multiclass_trains_one_tree_per_class_and_round(load):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert model.score(X_test, y_test) > 0.9
     assert model.raw_predict(X_test).shape == (len(X_test), 3)
-    np.testing.assert_allclose(model.base_score_, np.log(np.unique(y_train, return_counts=True)[1] / len(y_train)))  # log class priors
+    np.testing.assert_allclose(
+        model.base_score_, np.log(np.unique(y_train, return_counts=True)[1] / len(y_train))
+    )  # log class priors
     for k, tree in enumerate(model.trees_[0]):  # round 1 starts from the priors: h_k = p_k (1 - p_k) in every row
         prior = np.mean(y_train == model.classes_[k])
         assert tree.weight[0] == pytest.approx(len(y_train) * prior * (1 - prior))
@@ -272,7 +302,9 @@ def test_early_stopping_keeps_the_best_round_on_a_noisy_problem():
     X_val = rng.standard_normal((200, 5))
     y_val = X_val[:, 0] + 2 * rng.standard_normal(200)
     with_eval_set = HistBoostingRegressor(n_estimators=200, early_stopping_rounds=5).fit(X, y, eval_set=(X_val, y_val))
-    assert with_eval_set.validation_loss_[with_eval_set.best_iteration_] == pytest.approx(np.mean((with_eval_set.predict(X_val) - y_val) ** 2))
+    assert with_eval_set.validation_loss_[with_eval_set.best_iteration_] == pytest.approx(
+        np.mean((with_eval_set.predict(X_val) - y_val) ** 2)
+    )
     without = HistBoostingRegressor(n_estimators=10).fit(X, y)
     assert without.validation_loss_ == [] and without.best_iteration_ == 9
 
@@ -337,7 +369,15 @@ def test_classifier_and_parameters_reject_bad_input():
     with pytest.raises(ValueError, match="fitted with 3"):
         model.predict(X[:, :2])
     with pytest.raises(ValueError, match="not seen in training"):
-        HistBoostingClassifier(n_estimators=2, early_stopping_rounds=1).fit(X, np.arange(10) % 2, eval_set=(X, np.full(10, 7)))
-    for bad in (dict(max_bins=300), dict(learning_rate=0), dict(subsample=1.5), dict(max_depth=0), dict(early_stopping_rounds=0)):
+        HistBoostingClassifier(n_estimators=2, early_stopping_rounds=1).fit(
+            X, np.arange(10) % 2, eval_set=(X, np.full(10, 7))
+        )
+    for bad in (
+        dict(max_bins=300),
+        dict(learning_rate=0),
+        dict(subsample=1.5),
+        dict(max_depth=0),
+        dict(early_stopping_rounds=0),
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             HistBoostingClassifier(**bad).fit(X, np.arange(10) % 2)

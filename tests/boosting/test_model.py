@@ -38,9 +38,13 @@ def test_gradient_boosting_regressor_matches_on_held_out_rows():
     X_train, X_test, y_train, _ = train_test_split(X, y, random_state=0)
     for loss in ("squared_error",):
         mine = ours.GradientBoostingRegressor(loss=loss, min_samples_leaf=10, random_state=0).fit(X_train, y_train)
-        theirs = ensemble.GradientBoostingRegressor(loss=loss, min_samples_leaf=10, random_state=0).fit(X_train, y_train)
+        theirs = ensemble.GradientBoostingRegressor(loss=loss, min_samples_leaf=10, random_state=0).fit(
+            X_train, y_train
+        )
         np.testing.assert_allclose(mine.predict(X_test), theirs.predict(X_test), atol=1e-6, rtol=0)
-        np.testing.assert_allclose(list(mine.staged_predict(X_test))[10], list(theirs.staged_predict(X_test))[10], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(
+            list(mine.staged_predict(X_test))[10], list(theirs.staged_predict(X_test))[10], atol=1e-6, rtol=0
+        )
         np.testing.assert_allclose(mine.feature_importances_, theirs.feature_importances_, atol=1e-9)
         for (my_tree,), their_tree in zip(mine.trees_, theirs.estimators_[:, 0]):
             assert np.array_equal(my_tree.n_samples, their_tree.tree_.n_node_samples)  # the same partitions
@@ -105,14 +109,18 @@ def test_random_forest_is_as_accurate_as_scikit_learns(loader):
 
 def test_random_forest_regressor_beats_a_single_tree():
     X, y = load_diabetes(return_X_y=True)
-    forest = cross_val_score(ours.RandomForestRegressor(n_estimators=30, max_features=0.5, random_state=0), X, y, cv=3).mean()
+    forest = cross_val_score(
+        ours.RandomForestRegressor(n_estimators=30, max_features=0.5, random_state=0), X, y, cv=3
+    ).mean()
     single = cross_val_score(ours.DecisionTreeRegressor(random_state=0), X, y, cv=3).mean()
     assert forest > single + 0.2
 
 
 def test_gradient_boosting_early_stopping_stops():
     X, y = load_diabetes(return_X_y=True)
-    model = ours.GradientBoostingRegressor(n_estimators=500, learning_rate=0.3, n_iter_no_change=5, random_state=0).fit(X, y)
+    model = ours.GradientBoostingRegressor(n_estimators=500, learning_rate=0.3, n_iter_no_change=5, random_state=0).fit(
+        X, y
+    )
     assert model.n_estimators_ < 500 and len(model.validation_score_) == model.n_estimators_
 
 
@@ -124,7 +132,15 @@ def test_subsampling_changes_the_model_and_still_learns():
     assert stochastic.train_score_[-1] < 0.5 * stochastic.train_score_[0]
 
 
-@pytest.mark.parametrize("estimator", [ours.DecisionTreeClassifier(max_depth=3), ours.RandomForestClassifier(n_estimators=5, random_state=0), ours.AdaBoostClassifier(n_estimators=5), ours.GradientBoostingClassifier(n_estimators=5)])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        ours.DecisionTreeClassifier(max_depth=3),
+        ours.RandomForestClassifier(n_estimators=5, random_state=0),
+        ours.AdaBoostClassifier(n_estimators=5),
+        ours.GradientBoostingClassifier(n_estimators=5),
+    ],
+)
 def test_scikit_learn_api(estimator):
     X, y = load_iris(return_X_y=True)
     copy = clone(estimator).set_params(random_state=1)
@@ -133,12 +149,15 @@ def test_scikit_learn_api(estimator):
     assert scores.mean() > 0.8
 
 
-@pytest.mark.parametrize("X, y, message", [
-    ([[1.0, np.nan], [2.0, 3.0]], [0, 1], "missing or infinite"),
-    ([[1.0], [2.0]], [1, 1], "single class"),
-    ([["a"], ["b"]], [0, 1], "must be numbers"),
-    ([[1.0], [2.0], [3.0]], [0, 1], "one value per row"),
-])
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        ([[1.0, np.nan], [2.0, 3.0]], [0, 1], "missing or infinite"),
+        ([[1.0], [2.0]], [1, 1], "single class"),
+        ([["a"], ["b"]], [0, 1], "must be numbers"),
+        ([[1.0], [2.0], [3.0]], [0, 1], "one value per row"),
+    ],
+)
 def test_bad_input_messages(X, y, message):
     with pytest.raises(ValueError, match=message):
         ours.GradientBoostingClassifier(n_estimators=2).fit(X, y)

@@ -3,9 +3,25 @@
 import pytest
 import torch
 
-from apps.diffusion.model import NoiseSchedule, ScheduleConfig, UNet, UNetConfig, ddim_step, ddpm_step, diffusion_loss, predict_x0, sample
+from apps.diffusion.model import (
+    NoiseSchedule,
+    ScheduleConfig,
+    UNet,
+    UNetConfig,
+    ddim_step,
+    ddpm_step,
+    diffusion_loss,
+    predict_x0,
+    sample,
+)
 
-TINY = UNetConfig(sample_size=8, block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4)
+TINY = UNetConfig(
+    sample_size=8,
+    block_out_channels=(8, 16),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    norm_num_groups=4,
+)
 
 
 def test_forward_process_ends_in_pure_noise_and_starts_at_the_data():
@@ -82,13 +98,16 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     assert loss_on_fixed_noise() < 0.8 * before
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(sampler="euler"), "sampler must be"),
-    (dict(eta=1.5), "eta must be between"),
-    (dict(eta=-0.1), "eta must be between"),
-    (dict(num_steps=0), "between 1 and 1000"),
-    (dict(num_steps=10**6), "between 1 and 1000"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(sampler="euler"), "sampler must be"),
+        (dict(eta=1.5), "eta must be between"),
+        (dict(eta=-0.1), "eta must be between"),
+        (dict(num_steps=0), "between 1 and 1000"),
+        (dict(num_steps=10**6), "between 1 and 1000"),
+    ],
+)
 def test_sampler_refuses_bad_settings(arguments, message):
     model, schedule = UNet(TINY).eval(), NoiseSchedule(ScheduleConfig())
     with pytest.raises(ValueError, match=message):
@@ -98,7 +117,15 @@ def test_sampler_refuses_bad_settings(arguments, message):
 def test_samples_are_pixels_and_the_callback_sees_every_step():
     model, schedule = UNet(TINY).eval(), NoiseSchedule(ScheduleConfig())
     seen = []
-    images = sample(model, schedule, torch.randn(2, 1, 8, 8), "ddpm", 5, generator=torch.Generator().manual_seed(0), on_step=lambda index, t, x_t, x0: seen.append((index, t, x0.abs().max().item())))
+    images = sample(
+        model,
+        schedule,
+        torch.randn(2, 1, 8, 8),
+        "ddpm",
+        5,
+        generator=torch.Generator().manual_seed(0),
+        on_step=lambda index, t, x_t, x0: seen.append((index, t, x0.abs().max().item())),
+    )
     assert images.shape == (2, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     assert [t for _, t, _ in seen] == [800, 600, 400, 200, 0] and all(value <= 1 for *_, value in seen)
 

@@ -5,25 +5,58 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from apps.diffusion.model import NoiseSchedule, ScheduleConfig, ddim_step, ddpm_step, sample
-from apps.diffusion.reference import export_pipeline, load_diffusers_unet, schedule_config_from_diffusers, schedule_to_diffusers, unet_from_diffusers, unet_to_diffusers
+from apps.diffusion.reference import (
+    export_pipeline,
+    load_diffusers_unet,
+    schedule_config_from_diffusers,
+    schedule_to_diffusers,
+    unet_from_diffusers,
+    unet_to_diffusers,
+)
 from tests.weights import perturb_parameters
 
 # Two block layouts, and the options Hub DDPM models use (no padding before the stride-2 conv, freq_shift 1,
 # [sin, cos] order, one head as wide as the channels, scale-shift time conditioning).
 TINY_CONFIGS = {
     "attention-at-the-bottom": dict(
-        sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        attention_head_dim=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
     ),
     "three-levels-hub-options": dict(
-        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16, 16), layers_per_block=2, norm_num_groups=8, attention_head_dim=None,
-        down_block_types=("AttnDownBlock2D", "DownBlock2D", "AttnDownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D"),
-        downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16, 16),
+        layers_per_block=2,
+        norm_num_groups=8,
+        attention_head_dim=None,
+        down_block_types=("AttnDownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D"),
+        downsample_padding=0,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+        norm_eps=1e-6,
     ),
     "scale-shift-and-centred-input": dict(
-        sample_size=8, in_channels=2, out_channels=1, block_out_channels=(16, 8), layers_per_block=1, norm_num_groups=4, attention_head_dim=2,
-        down_block_types=("AttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D"),
-        resnet_time_scale_shift="scale_shift", center_input_sample=True, mid_block_scale_factor=1.41,
+        sample_size=8,
+        in_channels=2,
+        out_channels=1,
+        block_out_channels=(16, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        down_block_types=("AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+        resnet_time_scale_shift="scale_shift",
+        center_input_sample=True,
+        mid_block_scale_factor=1.41,
     ),
 }
 
@@ -95,12 +128,17 @@ def test_ddpm_steps_equal_ddpmscheduler_step(steps):
         previous = timesteps[index + 1] if index + 1 < steps else -1
         model_output = torch.randn(2, 1, 8, 8)
         ours, ours_x0 = ddpm_step(schedule, x_t, model_output, timestep, previous, torch.Generator().manual_seed(index))
-        theirs = reference.step(model_output, torch.tensor(timestep), x_t, generator=torch.Generator().manual_seed(index))
+        theirs = reference.step(
+            model_output, torch.tensor(timestep), x_t, generator=torch.Generator().manual_seed(index)
+        )
         assert (ours - theirs.prev_sample).abs().max().item() < 1e-5, timestep
         assert (ours_x0 - theirs.pred_original_sample).abs().max().item() < 1e-5
     # the last step (t = 0) adds no noise
     ours, _ = ddpm_step(schedule, x_t, model_output, 0, -1, torch.Generator().manual_seed(0))
-    assert (ours - reference.step(model_output, torch.tensor(0), x_t, generator=torch.Generator().manual_seed(1)).prev_sample).abs().max().item() < 1e-5
+    assert (
+        ours
+        - reference.step(model_output, torch.tensor(0), x_t, generator=torch.Generator().manual_seed(1)).prev_sample
+    ).abs().max().item() < 1e-5
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
@@ -113,7 +151,9 @@ def test_ddim_steps_equal_ddimscheduler_step(eta, steps):
     for index, timestep in enumerate(timesteps):
         previous = timesteps[index + 1] if index + 1 < steps else -1
         x_t, model_output = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
-        ours, ours_x0 = ddim_step(schedule, x_t, model_output, timestep, previous, eta, torch.Generator().manual_seed(index))
+        ours, ours_x0 = ddim_step(
+            schedule, x_t, model_output, timestep, previous, eta, torch.Generator().manual_seed(index)
+        )
         theirs = reference.step(model_output, timestep, x_t, eta=eta, generator=torch.Generator().manual_seed(index))
         assert (ours - theirs.prev_sample).abs().max().item() < 1e-5, timestep
         assert (ours_x0 - theirs.pred_original_sample).abs().max().item() < 1e-5
@@ -135,18 +175,33 @@ def diffusers_network(unet2d: UNet2DModel):
 @pytest.mark.parametrize("eta", [0.0, 0.6])
 def test_ddim_sampling_loop_equals_ddimpipeline(eta):
     unet2d, schedule = random_unet2d(TINY_CONFIGS["attention-at-the-bottom"], seed=1), NoiseSchedule(ScheduleConfig())
-    expected = pipeline_images(DDIMPipeline(unet=unet2d, scheduler=schedule_to_diffusers(schedule.config, "ddim")), seed=3, batch_size=4, num_inference_steps=20, eta=eta)
+    expected = pipeline_images(
+        DDIMPipeline(unet=unet2d, scheduler=schedule_to_diffusers(schedule.config, "ddim")),
+        seed=3,
+        batch_size=4,
+        num_inference_steps=20,
+        eta=eta,
+    )
     generator = torch.Generator().manual_seed(3)
     noise = torch.randn(4, 1, 16, 16, generator=generator)
-    assert (sample(diffusers_network(unet2d), schedule, noise, "ddim", 20, eta, generator) - expected).abs().max().item() < 1e-5
+    assert (
+        sample(diffusers_network(unet2d), schedule, noise, "ddim", 20, eta, generator) - expected
+    ).abs().max().item() < 1e-5
 
 
 def test_ddpm_sampling_loop_equals_ddpmpipeline():
     unet2d, schedule = random_unet2d(TINY_CONFIGS["attention-at-the-bottom"], seed=2), NoiseSchedule(ScheduleConfig())
-    expected = pipeline_images(DDPMPipeline(unet=unet2d, scheduler=schedule_to_diffusers(schedule.config, "ddpm")), seed=5, batch_size=2, num_inference_steps=100)
+    expected = pipeline_images(
+        DDPMPipeline(unet=unet2d, scheduler=schedule_to_diffusers(schedule.config, "ddpm")),
+        seed=5,
+        batch_size=2,
+        num_inference_steps=100,
+    )
     generator = torch.Generator().manual_seed(5)
     noise = torch.randn(2, 1, 16, 16, generator=generator)
-    assert (sample(diffusers_network(unet2d), schedule, noise, "ddpm", 100, 0.0, generator) - expected).abs().max().item() < 1e-5
+    assert (
+        sample(diffusers_network(unet2d), schedule, noise, "ddpm", 100, 0.0, generator) - expected
+    ).abs().max().item() < 1e-5
 
 
 def test_exported_pipeline_folder_loads_back_into_ours(tmp_path):

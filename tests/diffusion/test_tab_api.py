@@ -5,11 +5,12 @@ import torch
 from gradio_client.exceptions import AppError
 
 from apps.diffusion import side_by_side as sbs
-from apps.diffusion import tab
 
 
 def test_sample_returns_both_grids_the_verdict_and_the_trajectory(client):
-    notes, ours, reference, badges, trajectory, chart, code = client.predict("DDIM", 10, 0.0, 3, 6, api_name="/diffusion_sample")
+    notes, ours, reference, badges, trajectory, chart, code = client.predict(
+        "DDIM", 10, 0.0, 3, 6, api_name="/diffusion_sample"
+    )
     assert ours and reference and chart is not None
     assert "max |difference|" in badges and "per image" in badges
     assert len(trajectory) == 6 and "predicted x_0" in trajectory[0]["caption"]
@@ -21,17 +22,20 @@ def test_ddpm_with_eta_notes_that_eta_is_ignored(client):
     assert "eta is a DDIM setting" in notes and "def ddpm_step" in code
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (("DDIM", 0, 0.0, 0, 4), "less than minimum value 1"),
-    (("DDIM", 10**6, 0.0, 0, 4), "greater than maximum value 1000"),
-    (("DDIM", None, 0.0, 0, 4), r"'Steps \(DDPM was trained with 1,000\)' is empty"),
-    (("DDIM", 10, 1.5, 0, 4), "greater than maximum value 1"),
-    (("DDIM", 10, -0.5, 0, 4), "less than minimum value 0"),
-    (("DDIM", 10, 0.0, 0, 500), "greater than maximum value 64"),
-    (("DDPM", 1000, 0.0, 0, 64), "network calls per side"),
-    (("DDIM", 10, 0.0, -1, 4), "less than minimum value 0"),
-    (("Euler", 10, 0.0, 0, 4), "not in the list of choices"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("DDIM", 0, 0.0, 0, 4), "less than minimum value 1"),
+        (("DDIM", 10**6, 0.0, 0, 4), "greater than maximum value 1000"),
+        (("DDIM", None, 0.0, 0, 4), r"'Steps \(DDPM was trained with 1,000\)' is empty"),
+        (("DDIM", 10, 1.5, 0, 4), "greater than maximum value 1"),
+        (("DDIM", 10, -0.5, 0, 4), "less than minimum value 0"),
+        (("DDIM", 10, 0.0, 0, 500), "greater than maximum value 64"),
+        (("DDPM", 1000, 0.0, 0, 64), "network calls per side"),
+        (("DDIM", 10, 0.0, -1, 4), "less than minimum value 0"),
+        (("Euler", 10, 0.0, 0, 4), "not in the list of choices"),
+    ],
+)
 def test_bad_input_gives_a_clear_message(client, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name="/diffusion_sample")
@@ -47,10 +51,17 @@ def test_missing_folder_gives_a_clear_message(client, tmp_path):
         client.predict(str(tmp_path / "nothing-here"), api_name="/diffusion_load")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("steps", 0, "Steps must be"), ("steps", 1001, "Steps must be"), ("eta", 2.0, "eta must be"),
-    ("count", 0, "number of images"), ("sampler", "PNDM", "Unknown sampler"), ("seed", -5, "seed must be"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("steps", 0, "Steps must be"),
+        ("steps", 1001, "Steps must be"),
+        ("eta", 2.0, "eta must be"),
+        ("count", 0, "number of images"),
+        ("sampler", "PNDM", "Unknown sampler"),
+        ("seed", -5, "seed must be"),
+    ],
+)
 def test_engine_validates_what_the_ui_cannot(field, value, message):
     request = sbs.SamplingRequest(**{**dict(sampler="DDIM", steps=10, eta=0.0, seed=0, count=2), field: value})
     with pytest.raises(ValueError, match=message):

@@ -11,7 +11,23 @@ from shared.checkpoint import load_model
 
 
 def test_tiny_training_run_writes_a_loadable_checkpoint_and_a_diffusers_folder(tmp_path):
-    report = train.main(["--tiny", "--steps", "3", "--batch-size", "8", "--samples", "4", "--mixed-precision", "no", "--out", str(tmp_path / "ours"), "--export-diffusers", str(tmp_path / "diffusers")])
+    report = train.main(
+        [
+            "--tiny",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--samples",
+            "4",
+            "--mixed-precision",
+            "no",
+            "--out",
+            str(tmp_path / "ours"),
+            "--export-diffusers",
+            str(tmp_path / "diffusers"),
+        ]
+    )
     model = load_model(UNet, UNetConfig, tmp_path / "ours")
     assert model.config.block_out_channels == (8, 16)
     assert json.loads((tmp_path / "ours" / "config.json").read_text())["schedule"]["num_train_timesteps"] == 1000

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from apps.flow.model import (
+    NICE,
     ActNorm,
     Coupling,
     CouplingFlow,
@@ -16,7 +17,6 @@ from apps.flow.model import (
     InvertibleConv1x1,
     MultiScaleFlow,
     MultiScaleFlowConfig,
-    NICE,
     Squeeze,
     alternating_mask,
     bits_per_dim,
@@ -61,13 +61,32 @@ def layers():
     return [
         ("additive coupling", Coupling(alternating_mask(6, 0), mlp(6, 8, 6, 2), affine=False), torch.randn(1, 6)),
         ("affine coupling", Coupling(alternating_mask(6, 1), mlp(6, 8, 12, 2), affine=True), torch.randn(1, 6)),
-        ("affine coupling, checkerboard", Coupling(checkerboard_mask(4, 4, 0), conv_net(2, 4, 4), affine=True), torch.randn(1, 2, 4, 4)),
-        ("affine coupling, channels", Coupling(channel_mask(4, 1), conv_net(4, 4, 8), affine=True), torch.randn(1, 4, 2, 2)),
+        (
+            "affine coupling, checkerboard",
+            Coupling(checkerboard_mask(4, 4, 0), conv_net(2, 4, 4), affine=True),
+            torch.randn(1, 2, 4, 4),
+        ),
+        (
+            "affine coupling, channels",
+            Coupling(channel_mask(4, 1), conv_net(4, 4, 8), affine=True),
+            torch.randn(1, 4, 2, 2),
+        ),
         ("diagonal scaling", DiagonalScaling(5), torch.randn(1, 5)),
         ("actnorm", actnorm, torch.randn(1, 4, 2, 2)),
         ("invertible 1x1 conv (LU)", InvertibleConv1x1(4, torch.Generator().manual_seed(1)), torch.randn(1, 4, 2, 2)),
         ("squeeze", Squeeze(), torch.randn(1, 2, 4, 4)),
-        ("a sequence of them", FlowSequence([Squeeze(), ActNorm(8), InvertibleConv1x1(8), Coupling(channel_mask(8, 0), conv_net(8, 4, 16), affine=True)]), torch.randn(1, 2, 2, 2)),
+        (
+            "a sequence of them",
+            FlowSequence(
+                [
+                    Squeeze(),
+                    ActNorm(8),
+                    InvertibleConv1x1(8),
+                    Coupling(channel_mask(8, 0), conv_net(8, 4, 16), affine=True),
+                ]
+            ),
+            torch.randn(1, 2, 2, 2),
+        ),
     ]
 
 
@@ -97,9 +116,23 @@ def tiny_flows():
     nice.data_shape = (1, 4, 4)
     flows = {
         "NICE": nice,
-        "RealNVP (vectors)": CouplingFlow(CouplingFlowConfig(dims=16, couplings=3, hidden=8, hidden_layers=1, coupling="affine", prior="gaussian", final_scaling=False)),
-        "RealNVP multi-scale": MultiScaleFlow(MultiScaleFlowConfig(kind="realnvp", image_shape=(1, 4, 4), levels=2, steps_per_level=2, hidden_channels=4)),
-        "Glow multi-scale": MultiScaleFlow(MultiScaleFlowConfig(kind="glow", image_shape=(1, 4, 4), levels=2, steps_per_level=2, hidden_channels=4)),
+        "RealNVP (vectors)": CouplingFlow(
+            CouplingFlowConfig(
+                dims=16,
+                couplings=3,
+                hidden=8,
+                hidden_layers=1,
+                coupling="affine",
+                prior="gaussian",
+                final_scaling=False,
+            )
+        ),
+        "RealNVP multi-scale": MultiScaleFlow(
+            MultiScaleFlowConfig(kind="realnvp", image_shape=(1, 4, 4), levels=2, steps_per_level=2, hidden_channels=4)
+        ),
+        "Glow multi-scale": MultiScaleFlow(
+            MultiScaleFlowConfig(kind="glow", image_shape=(1, 4, 4), levels=2, steps_per_level=2, hidden_channels=4)
+        ),
     }
     for flow in flows.values():
         flow.train()
@@ -128,7 +161,9 @@ def test_whole_flows_invert_and_their_log_det_equals_the_jacobian(name):
 
 
 def test_multi_scale_latents_have_the_documented_shapes():
-    flow = MultiScaleFlow(MultiScaleFlowConfig(kind="glow", image_shape=(1, 28, 28), levels=2, steps_per_level=1, hidden_channels=4))
+    flow = MultiScaleFlow(
+        MultiScaleFlowConfig(kind="glow", image_shape=(1, 28, 28), levels=2, steps_per_level=1, hidden_channels=4)
+    )
     latents, _ = flow.encode(torch.randn(2, 1, 28, 28))
     assert [tuple(z.shape[1:]) for z in latents] == [(2, 14, 14), (8, 7, 7)] == flow.latent_shapes()
     assert sum(z[0].numel() for z in latents) == 784
@@ -179,7 +214,9 @@ def test_sampling_refuses_a_bad_temperature(temperature):
 
 def test_interpolation_runs_from_noise_to_data_and_the_loss_is_zero_for_the_true_velocity():
     noise, data = torch.randn(4, 3), torch.randn(4, 3)
-    assert torch.equal(interpolate(noise, data, torch.zeros(4)), noise) and torch.equal(interpolate(noise, data, torch.ones(4)), data)
+    assert torch.equal(interpolate(noise, data, torch.zeros(4)), noise) and torch.equal(
+        interpolate(noise, data, torch.ones(4)), data
+    )
     true_velocity = lambda x, t: data - noise  # noqa: E731 - one pair: the straight line's direction
     assert rectified_flow_loss(true_velocity, data, noise).item() == 0.0
     assert rectified_flow_loss(lambda x, t: torch.zeros_like(x), data, noise).item() > 0.1
@@ -228,7 +265,9 @@ def test_reflow_pairs_keep_the_noise_and_have_its_shape():
 
 def test_straightness_is_zero_on_straight_paths_and_positive_on_curved_ones():
     angles = torch.linspace(0, 5, 6)
-    noise = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # on the unit circle: every rotation path bends alike
+    noise = torch.stack(
+        [torch.cos(angles), torch.sin(angles)], dim=1
+    )  # on the unit circle: every rotation path bends alike
     straight = trajectories(lambda x, t: torch.ones_like(x), noise, 10)
     assert straight.shape == (11, 6, 2) and straightness(straight).abs().max().item() < 1e-10
     rotating = trajectories(lambda x, t: torch.stack([-x[:, 1], x[:, 0]], dim=1), noise, 10)

@@ -39,40 +39,46 @@ def test_rectified_flow_ours_equals_diffusers_scheduler_loop(client):
     assert ours and reference and "max |difference|" in badges and "def euler_step" in code
 
 
-@pytest.mark.parametrize("api_name, arguments, message", [
-    ("/flow_toy", ("two moons", toy.KINDS[1], 0, "Euler", 0), "less than minimum value 1"),
-    ("/flow_toy", ("two moons", toy.KINDS[1], 10**6, "Euler", 0), "greater than maximum value 200"),
-    ("/flow_toy", ("swiss roll", toy.KINDS[1], 4, "Euler", 0), "not in the list of choices"),
-    ("/flow_toy", ("two moons", toy.KINDS[1], None, "Euler", 0), "is empty"),
-    ("/flow_sample", ("Glow", 0, 4, 0), "less than minimum value 0.05"),
-    ("/flow_sample", ("Glow", -1, 4, 0), "less than minimum value 0.05"),
-    ("/flow_sample", ("MAF", 0.7, 4, 0), "not in the list of choices"),
-    ("/flow_rectified", (REFLOW, 0, 0, 4), "less than minimum value 1"),
-    ("/flow_rectified", (REFLOW, 10**6, 0, 4), "greater than maximum value 1000"),
-    ("/flow_rectified", (REFLOW, 1000, 0, 64), "network calls per side"),
-    ("/flow_rectified", (REFLOW, 2, -3, 4), "less than minimum value 0"),
-])
+@pytest.mark.parametrize(
+    "api_name, arguments, message",
+    [
+        ("/flow_toy", ("two moons", toy.KINDS[1], 0, "Euler", 0), "less than minimum value 1"),
+        ("/flow_toy", ("two moons", toy.KINDS[1], 10**6, "Euler", 0), "greater than maximum value 200"),
+        ("/flow_toy", ("swiss roll", toy.KINDS[1], 4, "Euler", 0), "not in the list of choices"),
+        ("/flow_toy", ("two moons", toy.KINDS[1], None, "Euler", 0), "is empty"),
+        ("/flow_sample", ("Glow", 0, 4, 0), "less than minimum value 0.05"),
+        ("/flow_sample", ("Glow", -1, 4, 0), "less than minimum value 0.05"),
+        ("/flow_sample", ("MAF", 0.7, 4, 0), "not in the list of choices"),
+        ("/flow_rectified", (REFLOW, 0, 0, 4), "less than minimum value 1"),
+        ("/flow_rectified", (REFLOW, 10**6, 0, 4), "greater than maximum value 1000"),
+        ("/flow_rectified", (REFLOW, 1000, 0, 64), "network calls per side"),
+        ("/flow_rectified", (REFLOW, 2, -3, 4), "less than minimum value 0"),
+    ],
+)
 def test_bad_input_gives_a_clear_message(client, api_name, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name=api_name)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: sbs.toy_view("swiss roll", toy.KINDS[0], 4, "Euler"), "Unknown toy density 'swiss roll'"),
-    (lambda: sbs.toy_view("rings", "MAF", 4, "Euler"), "Unknown model kind"),
-    (lambda: sbs.toy_view("rings", toy.KINDS[1], 0, "Euler"), "Steps must be a whole number from 1 to 200"),
-    (lambda: sbs.toy_view("rings", toy.KINDS[1], 10**6, "Euler"), "Steps must be a whole number from 1 to 200"),
-    (lambda: sbs.toy_view("rings", toy.KINDS[1], 4, "RK4"), "Unknown solver"),
-    (lambda: sbs.toy_view("rings", toy.KINDS[1], 4, "Euler", seed=-1), "seed must be"),
-    (lambda: sbs.flow_samples("Glow", 0.0, 4, 0), "temperature must be above 0"),
-    (lambda: sbs.flow_samples("Glow", -0.5, 4, 0), "temperature must be above 0"),
-    (lambda: sbs.flow_samples("Glow", 0.7, 0, 0), "number of images"),
-    (lambda: sbs.flow_samples("MAF", 0.7, 4, 0), "Unknown flow"),
-    (lambda: sbs.RectifiedRequest(REFLOW, 0, 0, 4).validate(), "from 1 to 1,000"),
-    (lambda: sbs.RectifiedRequest(REFLOW, 10**6, 0, 4).validate(), "from 1 to 1,000"),
-    (lambda: sbs.RectifiedRequest("3-rectified", 4, 0, 4).validate(), "Unknown model"),
-    (lambda: sbs.RectifiedRequest(REFLOW, 500, 0, 64).validate(), "network calls per side"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: sbs.toy_view("swiss roll", toy.KINDS[0], 4, "Euler"), "Unknown toy density 'swiss roll'"),
+        (lambda: sbs.toy_view("rings", "MAF", 4, "Euler"), "Unknown model kind"),
+        (lambda: sbs.toy_view("rings", toy.KINDS[1], 0, "Euler"), "Steps must be a whole number from 1 to 200"),
+        (lambda: sbs.toy_view("rings", toy.KINDS[1], 10**6, "Euler"), "Steps must be a whole number from 1 to 200"),
+        (lambda: sbs.toy_view("rings", toy.KINDS[1], 4, "RK4"), "Unknown solver"),
+        (lambda: sbs.toy_view("rings", toy.KINDS[1], 4, "Euler", seed=-1), "seed must be"),
+        (lambda: sbs.flow_samples("Glow", 0.0, 4, 0), "temperature must be above 0"),
+        (lambda: sbs.flow_samples("Glow", -0.5, 4, 0), "temperature must be above 0"),
+        (lambda: sbs.flow_samples("Glow", 0.7, 0, 0), "number of images"),
+        (lambda: sbs.flow_samples("MAF", 0.7, 4, 0), "Unknown flow"),
+        (lambda: sbs.RectifiedRequest(REFLOW, 0, 0, 4).validate(), "from 1 to 1,000"),
+        (lambda: sbs.RectifiedRequest(REFLOW, 10**6, 0, 4).validate(), "from 1 to 1,000"),
+        (lambda: sbs.RectifiedRequest("3-rectified", 4, 0, 4).validate(), "Unknown model"),
+        (lambda: sbs.RectifiedRequest(REFLOW, 500, 0, 64).validate(), "network calls per side"),
+    ],
+)
 def test_engine_validates_what_the_ui_cannot(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -12,8 +12,29 @@ from shared.checkpoint import load_model
 from shared.data import mnist5k
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY_RUN = ["--tiny", "--nice-steps", "2", "--realnvp-steps", "2", "--glow-steps", "2", "--rectified-steps", "2", "--reflow-pairs", "6",
-            "--reflow-ode-steps", "2", "--reflow-steps", "2", "--quality-samples", "4", "--flow-batch-size", "8", "--rectified-batch-size", "8"]
+TINY_RUN = [
+    "--tiny",
+    "--nice-steps",
+    "2",
+    "--realnvp-steps",
+    "2",
+    "--glow-steps",
+    "2",
+    "--rectified-steps",
+    "2",
+    "--reflow-pairs",
+    "6",
+    "--reflow-ode-steps",
+    "2",
+    "--reflow-steps",
+    "2",
+    "--quality-samples",
+    "4",
+    "--flow-batch-size",
+    "8",
+    "--rectified-batch-size",
+    "8",
+]
 
 
 def test_tiny_training_run_writes_loadable_checkpoints_and_a_report(tmp_path):

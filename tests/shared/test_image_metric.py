@@ -8,7 +8,14 @@ import torch
 from PIL import Image
 
 from shared.data import mnist5k
-from shared.image_metric import accuracy, default_metric, frechet_distance, gaussian_statistics, image_quality, prepare_images
+from shared.image_metric import (
+    accuracy,
+    default_metric,
+    frechet_distance,
+    gaussian_statistics,
+    image_quality,
+    prepare_images,
+)
 from shared.images import image_grid, save_grid
 
 
@@ -68,7 +75,9 @@ def test_real_held_out_digits_score_as_real(metric, held_out):
     assert report.real_mean_confidence > 0.98
     assert report.classes_present == 10 and sum(report.class_histogram) == report.sample_count == 500
     assert 0 < report.real_frechet_distance < 50
-    assert metric.real_frechet_distance(100) > metric.real_frechet_distance(500) > metric.real_frechet_distance(4500)  # FD falls with the sample count
+    assert (
+        metric.real_frechet_distance(100) > metric.real_frechet_distance(500) > metric.real_frechet_distance(4500)
+    )  # FD falls with the sample count
     assert "10/10 classes" in report.summary() and report.as_row()["classes present"] == "10/10"
 
 

@@ -16,7 +16,11 @@ def test_app_serves_the_page(served_app):
 def test_every_registered_topic_has_a_tab(served_app):
     from app import demo
 
-    topic_tabs = [block for block in demo.blocks.values() if type(block).__name__ == "Tab" and (block.elem_id or "").startswith("tab-")]
+    topic_tabs = [
+        block
+        for block in demo.blocks.values()
+        if type(block).__name__ == "Tab" and (block.elem_id or "").startswith("tab-")
+    ]
     assert [tab.label for tab in topic_tabs] == [topic.title for topic in TOPICS]  # topics may nest their own sub-tabs
     assert [tab.elem_id for tab in topic_tabs] == [topic.element_id for topic in TOPICS]
 
@@ -25,7 +29,11 @@ def test_every_event_has_an_api_name_and_an_example(served_app):
     """Each tab module lists example arguments for each of its events; nothing is left out."""
     from app import demo
 
-    api_names = {dependency["api_name"] for dependency in demo.config["dependencies"] if dependency.get("api_visibility", "public") != "private"}
+    api_names = {
+        dependency["api_name"]
+        for dependency in demo.config["dependencies"]
+        if dependency.get("api_visibility", "public") != "private"
+    }
     assert None not in api_names and False not in api_names
     examples = {}
     for topic in TOPICS:

@@ -76,6 +76,9 @@ def test_folder_without_config_is_reported(tmp_path):
         load_model(Tiny, TinyConfig, tmp_path)
 
 
-@pytest.mark.parametrize("name, is_hub", [("gpt2", True), ("user/model-1", True), ("./checkpoints/x", False), ("/abs/path", False), ("~/x", False)])
+@pytest.mark.parametrize(
+    "name, is_hub",
+    [("gpt2", True), ("user/model-1", True), ("./checkpoints/x", False), ("/abs/path", False), ("~/x", False)],
+)
 def test_hub_ids_are_told_apart_from_paths(name, is_hub):
     assert checkpoint.looks_like_hub_id(name) is is_hub

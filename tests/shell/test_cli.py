@@ -10,11 +10,23 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-ENVIRONMENT = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+ENVIRONMENT = {
+    **os.environ,
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
 
 
 def run_app(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "app.py", *arguments], cwd=ROOT, env=ENVIRONMENT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "app.py", *arguments],
+        cwd=ROOT,
+        env=ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:
@@ -83,7 +95,14 @@ runpy.run_path("app.py", run_name="__main__")
 
 
 def start_offline_app(*arguments: str, environment: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", OFFLINE_APP, *arguments], cwd=ROOT, env=environment or ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", OFFLINE_APP, *arguments],
+        cwd=ROOT,
+        env=environment or ENVIRONMENT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_start_up_serves_without_reaching_the_network():

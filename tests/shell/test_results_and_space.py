@@ -10,7 +10,10 @@ from shared import results, space
 ROOT = Path(__file__).resolve().parents[2]
 
 EXAMPLE = {
-    "topic": "demo", "title": "Demo topic", "date": "2026-01-01", "machine": {"device": "cpu"},
+    "topic": "demo",
+    "title": "Demo topic",
+    "date": "2026-01-01",
+    "machine": {"device": "cpu"},
     "summary": [{"model": "ours", "reference": "theirs", "parity": "1e-6", "speed": "2.0x", "quality": "good | fine"}],
     "tables": [{"title": "Speed", "columns": ["batch", "ratio"], "rows": [[1, 2.0], [8, 1.5]]}],
 }
@@ -51,11 +54,15 @@ def test_readme_tables_match_the_result_files(tmp_path):
     """The README's generated block is what `python -m bench --tables-only` would write now."""
     copy = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", copy)
-    assert not results.update_readme(copy, results.load_results()), "README tables are stale: run `python -m bench --tables-only`"
+    assert not results.update_readme(copy, results.load_results()), (
+        "README tables are stale: run `python -m bench --tables-only`"
+    )
 
 
 def test_bench_runner_rejects_unknown_topics():
-    finished = subprocess.run([sys.executable, "-m", "bench", "no_such_topic"], cwd=ROOT, capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "no_such_topic"], cwd=ROOT, capture_output=True, text=True
+    )
     assert finished.returncode == 2 and "unknown topic(s) no_such_topic" in finished.stderr
 
 
@@ -84,5 +91,11 @@ def test_app_builds_from_exactly_the_uploaded_files(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / path, tmp_path / path)
     code = "from app import demo; import apps; print(len(apps.TOPICS))"
-    finished = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={"PATH": "", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HOME": str(tmp_path)})
+    finished = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HOME": str(tmp_path)},
+    )
     assert finished.returncode == 0, finished.stderr

@@ -34,7 +34,7 @@ def markov_sequence(length: int, vocab_size: int, order: int, noise: float, seed
     rule = {}
     tokens = list(rng.integers(vocab_size, size=order - 1))
     while len(tokens) < length:
-        context = tuple(tokens[len(tokens) - order + 1:])
+        context = tuple(tokens[len(tokens) - order + 1 :])
         if context not in rule:
             rule[context] = int(rng.integers(vocab_size))
         tokens.append(int(rng.integers(vocab_size)) if rng.random() < noise else rule[context])
@@ -51,7 +51,7 @@ class ReferenceKneserNey:
         self.order, self.vocab_size = order, vocab_size
         self.counts = {}
         for k in range(1, order + 1):
-            grams = [tuple(tokens[i:i + k]) for i in range(len(tokens) - k + 1)]
+            grams = [tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
             if k == order:
                 self.counts[k] = Counter(grams)
             else:
@@ -66,7 +66,7 @@ class ReferenceKneserNey:
                 self.by_context[k][gram[:-1]][gram[-1]] = count
 
     def probability(self, history: tuple, token: int) -> float:
-        history = history[-(self.order - 1):] if self.order > 1 else ()
+        history = history[-(self.order - 1) :] if self.order > 1 else ()
         return self._p(history, token, len(history) + 1)
 
     def _p(self, history: tuple, token: int, k: int) -> float:

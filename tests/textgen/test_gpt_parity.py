@@ -48,8 +48,13 @@ def make_pair(n_embd, n_head, n_layer, vocab_size, seed=0):
     """A random HF GPT-2 and our GPT holding the same weights, both in eval mode."""
     torch.manual_seed(seed)
     hf_config = GPT2Config(
-        vocab_size=vocab_size, n_positions=BLOCK_SIZE, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-        bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
+        vocab_size=vocab_size,
+        n_positions=BLOCK_SIZE,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=vocab_size - 1,
+        eos_token_id=vocab_size - 1,
     )
     hf_model = GPT2LMHeadModel(hf_config).eval()
     with torch.no_grad():
@@ -67,8 +72,9 @@ def pair(request):
 
 
 def hf_greedy(hf_model, idx, n):
-    out = hf_model.generate(idx, do_sample=False, max_new_tokens=n, min_new_tokens=n,
-                            pad_token_id=hf_model.config.eos_token_id)
+    out = hf_model.generate(
+        idx, do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=hf_model.config.eos_token_id
+    )
     return out
 
 
@@ -125,7 +131,7 @@ def test_cache_logits_match_full_forward():
         cache = ours.new_cache(batch_size=2)
         prefill, _ = ours(idx[:, :8], cache=cache)  # prompt at once ...
         chunk, _ = ours(idx[:, 8:12], cache=cache)  # ... a chunk after cached positions (shifted mask) ...
-        steps = [ours(idx[:, t:t + 1], cache=cache)[0] for t in range(12, 20)]  # ... then one at a time
+        steps = [ours(idx[:, t : t + 1], cache=cache)[0] for t in range(12, 20)]  # ... then one at a time
     assert isinstance(cache, KVCache) and cache.length == 20
     torch.testing.assert_close(prefill[:, 0], full[:, 7], atol=1e-5, rtol=0)
     torch.testing.assert_close(chunk[:, 0], full[:, 11], atol=1e-5, rtol=0)
@@ -163,8 +169,9 @@ def test_configs_round_trip():
     assert hf_config.resid_pdrop == hf_config.embd_pdrop == 0.1 and hf_config.attn_pdrop == 0.0
     assert gpt_config_from_hf(hf_config) == config
     with pytest.raises(ValueError, match="learned position"):
-        gpt_config_to_hf(GPTConfig(vocab_size=97, block_size=64, n_layer=1, n_head=2, n_embd=16,
-                                   position_encoding="rope"))
+        gpt_config_to_hf(
+            GPTConfig(vocab_size=97, block_size=64, n_layer=1, n_head=2, n_embd=16, position_encoding="rope")
+        )
     with pytest.raises(ValueError, match="activation_function"):
         gpt_config_from_hf(GPT2Config(n_embd=16, n_head=2, n_layer=1, activation_function="relu"))
 
@@ -235,8 +242,9 @@ def test_filters_keep_the_right_tokens():
     assert kept.tolist() == [[False, True, True, False]]
     kept = top_p_filter(logits[:1], 0.5).isfinite()
     assert kept.tolist() == [[False, True, False, False]]
-    draws = torch.stack([sample_next_token(logits, 1.0, top_k=2, generator=torch.Generator().manual_seed(s))
-                         for s in range(50)])  # (50, 2)
+    draws = torch.stack(
+        [sample_next_token(logits, 1.0, top_k=2, generator=torch.Generator().manual_seed(s)) for s in range(50)]
+    )  # (50, 2)
     assert set(draws[:, 0].tolist()) == {1, 2} and set(draws[:, 1].tolist()) == {2, 3}
 
 
@@ -253,7 +261,7 @@ def test_eos_stops_generation(small):
     eos = int(greedy[0, 6])  # the third generated token
     first = int((greedy[0, 4:] == eos).nonzero()[0])
     out = small.generate(idx, 10, temperature=0.0, eos_id=eos)
-    assert torch.equal(out, greedy[:, :4 + first + 1])
+    assert torch.equal(out, greedy[:, : 4 + first + 1])
 
 
 def test_eos_in_a_batch_pads_finished_rows(small):
@@ -335,15 +343,15 @@ def test_rope_rotates_pairs_like_complex_numbers():
     hs = 8
     angles = torch.outer(torch.arange(16.0), 10000.0 ** (-torch.arange(0, hs, 2) / hs))  # (16, 4)
     expected = torch.view_as_complex(torch.stack((x[..., :4], x[..., 4:]), dim=-1)) * torch.polar(
-        torch.ones_like(angles), angles)
+        torch.ones_like(angles), angles
+    )
     expected = torch.cat((expected.real, expected.imag), dim=-1)
     torch.testing.assert_close(apply_rope(x, cos, sin), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_rope_option():
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=97, block_size=BLOCK_SIZE, n_layer=2, n_head=4, n_embd=64,
-                       position_encoding="rope")
+    config = GPTConfig(vocab_size=97, block_size=BLOCK_SIZE, n_layer=2, n_head=4, n_embd=64, position_encoding="rope")
     model = GPT(config).eval()
     assert "transformer.wpe.weight" not in model.state_dict()
     idx = torch.randint(0, 97, (2, 10))

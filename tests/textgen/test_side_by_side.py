@@ -20,7 +20,9 @@ def generate_both(models, request):
 
 
 def test_greedy_tokens_identical_to_transformers(models):
-    ours, reference = generate_both(models, sbs.GenerationRequest("The history of mathematics", max_new_tokens=40, temperature=0))
+    ours, reference = generate_both(
+        models, sbs.GenerationRequest("The history of mathematics", max_new_tokens=40, temperature=0)
+    )
     assert len(ours.ids) == 40 or ours.ids[-1] == models.eot_id
     assert ours.ids == reference.ids
 
@@ -69,7 +71,9 @@ def test_temperature_zero_and_top_p_zero_are_greedy(models, temperature, top_p):
     assert generate_both(models, request)[0].ids == generate_both(models, greedy)[0].ids
 
 
-@pytest.mark.parametrize("temperature, top_p, message", [(-1, 0.9, "temperature"), (None, 0.9, "Temperature is empty"), (0.8, 1.5, "top_p")])
+@pytest.mark.parametrize(
+    "temperature, top_p, message", [(-1, 0.9, "temperature"), (None, 0.9, "Temperature is empty"), (0.8, 1.5, "top_p")]
+)
 def test_invalid_sampling_settings_are_refused(temperature, top_p, message):
     with pytest.raises(ValueError, match=message):
         sbs.GenerationRequest("hi", temperature=temperature, top_p=top_p)
@@ -84,7 +88,7 @@ def test_long_prompt_is_trimmed_to_fit_the_context(models):
     request = sbs.GenerationRequest("word " * 5000, max_new_tokens=64, temperature=0)
     ids = sbs.prompt_ids(models, request)
     block = models.gpt.config.block_size
-    assert len(ids) == block - 64 and ids == models.encode("word " * 5000)[-len(ids):]
+    assert len(ids) == block - 64 and ids == models.encode("word " * 5000)[-len(ids) :]
     assert "only its last" in request.notes[-1]
     ours, reference = generate_both(models, request)
     assert ours.ids == reference.ids and len(ids) + len(ours.ids) <= block
@@ -103,7 +107,15 @@ def test_local_save_pretrained_folder_loads_into_both(tmp_path):
 
     tokenizer = sbs.shipped_tokenizer()
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=tokenizer.eot_id, eos_token_id=tokenizer.eot_id)
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eot_id,
+        eos_token_id=tokenizer.eot_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(tmp_path)
     tokenizer.hf_tokenizer().save_pretrained(tmp_path)
     models = sbs.text_models(str(tmp_path))

@@ -13,11 +13,36 @@ from shared.training import OptimizerRecipe, decay_and_no_decay
 
 
 def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
-    report = train.main([
-        "--out", str(tmp_path), "--vocab-size", "300", "--block-size", "32", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
-        "--lstm-hidden-size", "16", "--gpt-steps", "3", "--lstm-steps", "3", "--gpt-batch-size", "2", "--lstm-batch-size", "2",
-        "--ngram-orders", "2", "--mixed-precision", "no",
-    ])
+    report = train.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--vocab-size",
+            "300",
+            "--block-size",
+            "32",
+            "--n-layer",
+            "1",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "16",
+            "--lstm-hidden-size",
+            "16",
+            "--gpt-steps",
+            "3",
+            "--lstm-steps",
+            "3",
+            "--gpt-batch-size",
+            "2",
+            "--lstm-batch-size",
+            "2",
+            "--ngram-orders",
+            "2",
+            "--mixed-precision",
+            "no",
+        ]
+    )
     bits = report["held_out_bits_per_character"]
     assert set(bits) == {"gpt", "lstm", "ngram"}
     # 3 steps leave the networks near uniform (log2 300 bits per token spread over ~2 characters);

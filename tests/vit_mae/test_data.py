@@ -24,7 +24,9 @@ def test_random_affine_moves_digits_a_little_and_keeps_them():
     moved = random_affine(images, torch.Generator().manual_seed(0))
     assert moved.shape == images.shape and moved.min() >= 0 and moved.max() <= 1
     assert not torch.allclose(moved, images)
-    assert torch.allclose(moved.sum(dim=(1, 2, 3)), images.sum(dim=(1, 2, 3)), rtol=0.3)  # zoom 0.9-1.1: ink kept, roughly
+    assert torch.allclose(
+        moved.sum(dim=(1, 2, 3)), images.sum(dim=(1, 2, 3)), rtol=0.3
+    )  # zoom 0.9-1.1: ink kept, roughly
     assert moved[:, :, :3].sum() == 0 and moved[:, :, :, :3].sum() == 0  # nothing pushed to the border
     again = random_affine(images, torch.Generator().manual_seed(0))
     assert torch.equal(moved, again)  # the generator decides
@@ -58,8 +60,13 @@ def test_rgba_is_put_on_white_then_made_grey():
     assert image.pixel_values[0, 0, 0, 0] == 0 and image.pixel_values[0, 0, 10, 13] > 0.5
 
 
-@pytest.mark.parametrize("mode, values", [("I;16", np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)),
-                                          ("F", np.array([[-1.5, 0.0], [0.5, 2.5]], dtype=np.float32))])
+@pytest.mark.parametrize(
+    "mode, values",
+    [
+        ("I;16", np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)),
+        ("F", np.array([[-1.5, 0.0], [0.5, 2.5]], dtype=np.float32)),
+    ],
+)
 def test_16_bit_and_float_pixels_are_rescaled(mode, values):
     image = prepare_image(Image.fromarray(values, mode), DIGITS)
     assert any("rescaled to 0-255" in note for note in image.notes)
@@ -90,9 +97,14 @@ def test_exif_orientation_is_applied(tmp_path):
     assert read_image(tmp_path / "phone.jpg").size == (40, 20)
 
 
-@pytest.mark.parametrize("content, message", [(b"name,value\n1,2\n", "not an image file"),
-                                              (b"\x80\x04\x95pickle", "not an image file"),
-                                              (b"", "not an image file")])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"name,value\n1,2\n", "not an image file"),
+        (b"\x80\x04\x95pickle", "not an image file"),
+        (b"", "not an image file"),
+    ],
+)
 def test_files_that_are_not_images_are_refused(tmp_path, content, message):
     path = tmp_path / "upload.png"
     path.write_bytes(content)
@@ -115,7 +127,9 @@ def test_a_huge_image_is_refused_before_decoding(tmp_path):
 
 
 def test_hub_preprocessing_is_read_from_its_json(tmp_path):
-    (tmp_path / "preprocessor_config.json").write_text('{"do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}')
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}'
+    )
     preprocessing, notes = preprocessing_for_hub(tmp_path, 224, 3)
     assert preprocessing == RGB_224 and notes == []
     preprocessing, notes = preprocessing_for_hub(tmp_path / "missing", 224, 3)

@@ -10,16 +10,28 @@ from shared.images import to_unit_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_MAE = dict(image_size=28, patch_size=7, num_channels=1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=32, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                decoder_intermediate_size=32)
+TINY_MAE = dict(
+    image_size=28,
+    patch_size=7,
+    num_channels=1,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=32,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=32,
+)
 
 
 @pytest.mark.parametrize("num_patches", [16, 49, 196])
 @pytest.mark.parametrize("mask_ratio", [0.0, 0.1, 0.5, 0.75, 0.9, 0.99])
 def test_masking_keeps_exactly_int_L_times_one_minus_ratio_patches(num_patches, mask_ratio):
     kept_count = int(num_patches * (1 - mask_ratio))
-    tokens = torch.arange(4 * num_patches, dtype=torch.float32).view(4, num_patches, 1).expand(-1, -1, 3)  # each token holds its index
+    tokens = (
+        torch.arange(4 * num_patches, dtype=torch.float32).view(4, num_patches, 1).expand(-1, -1, 3)
+    )  # each token holds its index
     noise = torch.rand(4, num_patches, generator=torch.Generator().manual_seed(0))
     visible, mask, ids_restore = random_masking(tokens, kept_count, noise)
     assert visible.shape == (4, kept_count, 3)
@@ -28,7 +40,9 @@ def test_masking_keeps_exactly_int_L_times_one_minus_ratio_patches(num_patches, 
         kept = visible[image, :, 0].long() - image * num_patches  # which patches survived
         assert sorted(kept.tolist()) == sorted(noise[image].argsort()[:kept_count].tolist())  # the lowest noise values
         assert (mask[image, kept] == 0).all() and mask[image].sum() == num_patches - kept_count
-        assert torch.equal(noise[image].argsort()[ids_restore[image]], torch.arange(num_patches))  # ids_restore undoes the shuffle
+        assert torch.equal(
+            noise[image].argsort()[ids_restore[image]], torch.arange(num_patches)
+        )  # ids_restore undoes the shuffle
 
 
 @pytest.mark.parametrize("mask_ratio", [0.25, 0.75, 0.95])
@@ -50,7 +64,7 @@ def test_patchify_round_trip_and_layout(channels, patch_size, image_size):
     assert torch.equal(unpatchify(patches, patch_size, channels), images)
     # patch number row * grid + column holds that block's pixels, flattened as (row, column, channel)
     row, column = grid - 1, grid // 2
-    block = images[1, :, row * patch_size:(row + 1) * patch_size, column * patch_size:(column + 1) * patch_size]
+    block = images[1, :, row * patch_size : (row + 1) * patch_size, column * patch_size : (column + 1) * patch_size]
     assert torch.equal(patches[1, row * grid + column], block.permute(1, 2, 0).flatten())
 
 
@@ -87,7 +101,9 @@ def attention_layer(weights: torch.Tensor, heads: int = 2) -> torch.Tensor:
 
 
 def test_rollout_of_one_layer_is_the_class_tokens_attention_over_the_patches():
-    weights = torch.softmax(torch.randn(5, 5, generator=torch.Generator().manual_seed(0)), dim=-1)  # 1 class token + 2 x 2 patches
+    weights = torch.softmax(
+        torch.randn(5, 5, generator=torch.Generator().manual_seed(0)), dim=-1
+    )  # 1 class token + 2 x 2 patches
     rollout = attention_rollout([attention_layer(weights)])
     # 0.5 W + 0.5 I: the identity touches only the class token's own column, which is dropped
     assert torch.allclose(rollout[0].flatten(), weights[0, 1:] / weights[0, 1:].sum(), atol=1e-6)

@@ -20,9 +20,9 @@ from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_pos
 
 from apps.vit_mae.model import (
     MAE,
+    MAEConfig,
     ViT,
     ViTConfig,
-    MAEConfig,
     attention_rollout,
     patchify,
     sincos_position_embeddings,
@@ -30,6 +30,7 @@ from apps.vit_mae.model import (
     vit_from_mae_encoder,
 )
 from apps.vit_mae.reference import (
+    VIT_NAMES,
     load_hub_mae,
     load_hub_vit,
     mae_config_from_hf,
@@ -37,7 +38,6 @@ from apps.vit_mae.reference import (
     mae_from_hf,
     mae_to_hf,
     rename,
-    VIT_NAMES,
     vit_config_from_hf,
     vit_config_to_hf,
     vit_from_hf,
@@ -49,19 +49,56 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TOLERANCE = 1e-5
 # Patch sizes 7 and 4, 3 and 1 channels, an odd width (33) with odd heads (11), odd MLP widths, no q/k/v bias.
 VIT_CONFIGS = {
-    "28px-patch7-rgb": dict(image_size=28, patch_size=7, num_channels=3, hidden_size=33, num_hidden_layers=2,
-                            num_attention_heads=3, intermediate_size=45, num_labels=5),
-    "16px-patch4-grey-no-qkv-bias": dict(image_size=16, patch_size=4, num_channels=1, hidden_size=33, num_hidden_layers=1,
-                                         num_attention_heads=3, intermediate_size=45, num_labels=3, qkv_bias=False),
+    "28px-patch7-rgb": dict(
+        image_size=28,
+        patch_size=7,
+        num_channels=3,
+        hidden_size=33,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=45,
+        num_labels=5,
+    ),
+    "16px-patch4-grey-no-qkv-bias": dict(
+        image_size=16,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=33,
+        num_hidden_layers=1,
+        num_attention_heads=3,
+        intermediate_size=45,
+        num_labels=3,
+        qkv_bias=False,
+    ),
 }
 # MAE's sine-cosine tables need widths divisible by 4: 36 (heads of 12) and 44 (heads of 11); decoders of 20 and 28.
 MAE_CONFIGS = {
-    "28px-patch7-rgb": dict(image_size=28, patch_size=7, num_channels=3, hidden_size=36, num_hidden_layers=2,
-                            num_attention_heads=3, intermediate_size=45, decoder_hidden_size=20,
-                            decoder_num_hidden_layers=1, decoder_num_attention_heads=5, decoder_intermediate_size=23),
-    "16px-patch4-grey": dict(image_size=16, patch_size=4, num_channels=1, hidden_size=44, num_hidden_layers=1,
-                             num_attention_heads=4, intermediate_size=45, decoder_hidden_size=28,
-                             decoder_num_hidden_layers=2, decoder_num_attention_heads=4, decoder_intermediate_size=33),
+    "28px-patch7-rgb": dict(
+        image_size=28,
+        patch_size=7,
+        num_channels=3,
+        hidden_size=36,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=45,
+        decoder_hidden_size=20,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=5,
+        decoder_intermediate_size=23,
+    ),
+    "16px-patch4-grey": dict(
+        image_size=16,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=44,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=45,
+        decoder_hidden_size=28,
+        decoder_num_hidden_layers=2,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=33,
+    ),
 }
 
 
@@ -86,7 +123,9 @@ def random_hf_mae(options: dict, **overrides) -> ViTMAEForPreTraining:
 
 def images(options: dict, batch: int = 3, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, options["num_channels"], options["image_size"], options["image_size"], generator=generator)
+    return torch.randn(
+        batch, options["num_channels"], options["image_size"], options["image_size"], generator=generator
+    )
 
 
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -162,7 +201,7 @@ def test_mae_loss_reconstruction_and_mask_equal_hf(name, mask_ratio, norm_pix_lo
 def test_sincos_tables_equal_hf_layout(grid_size, dim):
     table = build_2d_sinusoidal_position_embedding(grid_size, grid_size, embed_dim=dim, cls_token=True)
     # Hugging Face builds [sin y | cos y | sin x | cos x] and swaps the halves to match MAE's released weights
-    table = torch.cat((table[:, dim // 2:], table[:, :dim // 2]), dim=1)
+    table = torch.cat((table[:, dim // 2 :], table[:, : dim // 2]), dim=1)
     assert torch.equal(sincos_position_embeddings(grid_size, dim), table.unsqueeze(0))
 
 
@@ -195,7 +234,10 @@ def test_reconstruct_image_puts_true_patches_back(norm_pix_loss):
     with torch.no_grad():
         _, predictions, mask = model(pixel_values)
         # a perfect prediction of the targets gives the image back, normalised or not
-        assert max_difference(model.reconstruct_image(pixel_values, model.targets(pixel_values), mask), pixel_values) < TOLERANCE
+        assert (
+            max_difference(model.reconstruct_image(pixel_values, model.targets(pixel_values), mask), pixel_values)
+            < TOLERANCE
+        )
         shown = patchify(model.reconstruct_image(pixel_values, predictions, mask), options["patch_size"])
     visible = mask == 0
     assert torch.equal(shown[visible], patchify(pixel_values, options["patch_size"])[visible])
@@ -237,14 +279,30 @@ class Bridge(NamedTuple):
 
 
 BRIDGES = {
-    "vit": Bridge(VIT_CONFIGS, random_hf_vit, lambda options: ViT(ViTConfig(**options)),
-                  vit_from_hf, vit_to_hf, vit_config_from_hf, vit_config_to_hf),
-    "mae": Bridge(MAE_CONFIGS, lambda options: random_hf_mae(options, norm_pix_loss=True, mask_ratio=0.6),
-                  lambda options: MAE(MAEConfig(**options)), mae_from_hf, mae_to_hf, mae_config_from_hf, mae_config_to_hf),
+    "vit": Bridge(
+        VIT_CONFIGS,
+        random_hf_vit,
+        lambda options: ViT(ViTConfig(**options)),
+        vit_from_hf,
+        vit_to_hf,
+        vit_config_from_hf,
+        vit_config_to_hf,
+    ),
+    "mae": Bridge(
+        MAE_CONFIGS,
+        lambda options: random_hf_mae(options, norm_pix_loss=True, mask_ratio=0.6),
+        lambda options: MAE(MAEConfig(**options)),
+        mae_from_hf,
+        mae_to_hf,
+        mae_config_from_hf,
+        mae_config_to_hf,
+    ),
 }
 
 
-@pytest.mark.parametrize("family, name", [(family, name) for family, bridge in BRIDGES.items() for name in bridge.configs])
+@pytest.mark.parametrize(
+    "family, name", [(family, name) for family, bridge in BRIDGES.items() for name in bridge.configs]
+)
 def test_weights_and_config_round_trip(family, name):
     bridge = BRIDGES[family]
     options = bridge.configs[name]
@@ -303,18 +361,23 @@ def test_load_hub_from_save_pretrained_folders(tmp_path):
         load_hub_mae(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("loader, hub_id", [(load_hub_vit, "google/vit-base-patch16-224"), (load_hub_mae, "facebook/vit-mae-base")])
+@pytest.mark.parametrize(
+    "loader, hub_id", [(load_hub_vit, "google/vit-base-patch16-224"), (load_hub_mae, "facebook/vit-mae-base")]
+)
 def test_offline_hub_id_gives_a_clear_error(loader, hub_id):
     with pytest.raises(CheckpointError, match="Hugging Face Hub is unavailable"):
         loader(hub_id)
 
 
-@pytest.mark.parametrize("option, message", [
-    ({"hidden_act": "relu"}, "hidden_act='relu'"),
-    ({"hidden_act": "gelu_new"}, "hidden_act='gelu_new'"),
-    ({"patch_size": (4, 8)}, "patch_size=\\(4, 8\\)"),
-    ({"image_size": 30}, "whole patches"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"hidden_act": "relu"}, "hidden_act='relu'"),
+        ({"hidden_act": "gelu_new"}, "hidden_act='gelu_new'"),
+        ({"patch_size": (4, 8)}, "patch_size=\\(4, 8\\)"),
+        ({"image_size": 30}, "whole patches"),
+    ],
+)
 def test_unsupported_hf_options_are_refused(option, message):
     vit_options = {**VIT_CONFIGS["28px-patch7-rgb"], **option}
     with pytest.raises(ValueError, match=message):

@@ -15,7 +15,9 @@ DIGIT = "held-out digit 7"
 
 
 def reconstruct(client, example=DIGIT, upload=None, mask_ratio=0.75, seed=0):
-    return client.predict(example, handle_file(str(upload)) if upload else None, mask_ratio, seed, api_name="/vit_mae_reconstruct")
+    return client.predict(
+        example, handle_file(str(upload)) if upload else None, mask_ratio, seed, api_name="/vit_mae_reconstruct"
+    )
 
 
 def classify(client, example=DIGIT, upload=None):
@@ -50,10 +52,18 @@ def test_the_photo_example_comes_with_notes(client):
     assert "digits only" in notes and "attention maps identical" in badges
 
 
-@pytest.mark.parametrize("name, make, expected", UPLOAD_CASES + [
-    ("rgb.jpg", lambda: np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8), ["grayscale", "aspect ratio not kept"]),
-    ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, []),
-])
+@pytest.mark.parametrize(
+    "name, make, expected",
+    UPLOAD_CASES
+    + [
+        (
+            "rgb.jpg",
+            lambda: np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8),
+            ["grayscale", "aspect ratio not kept"],
+        ),
+        ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, []),
+    ],
+)
 def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path, name, make, expected):
     path = save_image(tmp_path, name, make())
     notes, original, *_, badges, _ = reconstruct(client, sbs.UPLOAD, path)
@@ -64,7 +74,9 @@ def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path,
     assert "attention maps identical" in badges
 
 
-@pytest.mark.parametrize("content", [b"this is not an image\n", b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.", b""])
+@pytest.mark.parametrize(
+    "content", [b"this is not an image\n", b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.", b""]
+)
 @pytest.mark.parametrize("suffix", [".png", ".txt"])
 def test_a_file_that_is_not_an_image_is_refused(client, tmp_path, content, suffix):
     path = tmp_path / f"upload{suffix}"
@@ -81,16 +93,19 @@ def test_a_huge_image_is_refused_with_its_size(client, tmp_path):
         classify(client, sbs.UPLOAD, path)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ((DIGIT, None, 0, 0), "Mask ratio 0 hides no patch"),
-    ((DIGIT, None, 1, 0), "Mask ratio 1 hides every patch"),
-    ((DIGIT, None, 1.5, 0), "greater than maximum value 1"),
-    ((DIGIT, None, -0.1, 0), "less than minimum value 0"),
-    ((DIGIT, None, None, 0), "'Mask ratio .*' is empty"),
-    ((DIGIT, None, 0.75, -1), "less than minimum value 0"),
-    (("held-out digit 12", None, 0.75, 0), "not in the list of choices"),
-    ((sbs.UPLOAD, None, 0.75, 0), "Upload an image first"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((DIGIT, None, 0, 0), "Mask ratio 0 hides no patch"),
+        ((DIGIT, None, 1, 0), "Mask ratio 1 hides every patch"),
+        ((DIGIT, None, 1.5, 0), "greater than maximum value 1"),
+        ((DIGIT, None, -0.1, 0), "less than minimum value 0"),
+        ((DIGIT, None, None, 0), "'Mask ratio .*' is empty"),
+        ((DIGIT, None, 0.75, -1), "less than minimum value 0"),
+        (("held-out digit 12", None, 0.75, 0), "not in the list of choices"),
+        ((sbs.UPLOAD, None, 0.75, 0), "Upload an image first"),
+    ],
+)
 def test_bad_input_gives_a_clear_message(client, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name="/vit_mae_reconstruct")
@@ -121,11 +136,28 @@ def test_save_pretrained_folders_load_into_both_sides(client, tmp_path):
     """An RGB ViT-MAE and ViT of other sizes, as a Hub download would bring them (here random, saved locally)."""
     import transformers
 
-    shared = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
-    transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig(
-        **shared, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=20, norm_pix_loss=True,
-    )).save_pretrained(tmp_path / "mae")
-    transformers.ViTForImageClassification(transformers.ViTConfig(**shared, num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"})).save_pretrained(tmp_path / "vit")
+    shared = dict(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    transformers.ViTMAEForPreTraining(
+        transformers.ViTMAEConfig(
+            **shared,
+            decoder_hidden_size=16,
+            decoder_num_hidden_layers=1,
+            decoder_num_attention_heads=2,
+            decoder_intermediate_size=20,
+            norm_pix_loss=True,
+        )
+    ).save_pretrained(tmp_path / "mae")
+    transformers.ViTForImageClassification(
+        transformers.ViTConfig(**shared, num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"})
+    ).save_pretrained(tmp_path / "vit")
     try:
         status = client.predict(str(tmp_path / "mae"), str(tmp_path / "vit"), api_name="/vit_mae_load")
         assert "32 px, 16 patches" in status and "3 classes" in status

@@ -19,7 +19,9 @@ TARGET_ACCURACY = 0.97
 
 def test_tiny_training_run_writes_loadable_checkpoints(tmp_path):
     report = train.main(["--tiny", "--mae-epochs", "2", "--epochs", "1", "--batch-size", "500", "--out", str(tmp_path)])
-    assert json.loads((tmp_path / "training_report.json").read_text())["held_out_accuracy"] == report["held_out_accuracy"]
+    assert (
+        json.loads((tmp_path / "training_report.json").read_text())["held_out_accuracy"] == report["held_out_accuracy"]
+    )
     assert [entry["epoch"] for entry in report["logs"]["MAE"]] == [1, 2]
     assert set(report["held_out_accuracy"]) == {"fine-tuned from MAE", "from scratch"}
     assert all(0 <= accuracy <= 1 for accuracy in report["held_out_accuracy"].values())
@@ -37,11 +39,15 @@ def test_tiny_training_run_writes_loadable_checkpoints(tmp_path):
         assert torch.allclose(vit(images), vit_to_hf(vit)(images).logits, atol=1e-5)
     # the fine-tuned ViT started from the MAE's encoder and, after 9 steps, is still near it; the other started elsewhere
     encoder = mae.blocks[0].mlp.fc1.weight
-    assert (vit.blocks[0].mlp.fc1.weight - encoder).abs().mean() < 0.2 * (scratch.blocks[0].mlp.fc1.weight - encoder).abs().mean()
+    assert (vit.blocks[0].mlp.fc1.weight - encoder).abs().mean() < 0.2 * (
+        scratch.blocks[0].mlp.fc1.weight - encoder
+    ).abs().mean()
 
 
 def test_learning_rate_warms_up_over_5_percent_then_decays():
-    recipe = train.recipe_for(epochs=10, steps_per_epoch=20, batch_size=64, learning_rate=1.0, weight_decay=0.05, betas=(0.9, 0.999))
+    recipe = train.recipe_for(
+        epochs=10, steps_per_epoch=20, batch_size=64, learning_rate=1.0, weight_decay=0.05, betas=(0.9, 0.999)
+    )
     rates = [recipe.learning_rate_at(step) for step in range(recipe.steps)]
     assert recipe.warmup_steps == 10 and rates[9] == 1.0
     assert all(a <= b for a, b in zip(rates[:10], rates[1:10]))

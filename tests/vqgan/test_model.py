@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apps.textgen.model import GPT
 from apps.vqgan.model import (
     DiscriminatorConfig,
     PatchDiscriminator,
@@ -24,7 +25,6 @@ from apps.vqgan.model import (
     prior_sequences,
     sample_codes,
 )
-from apps.textgen.model import GPT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,7 +36,9 @@ def quantizer(codebook_size=4, dim=2, **options) -> VectorQuantizer:
 def test_quantizer_picks_the_nearest_entry_and_passes_the_gradient_straight_through():
     vq = quantizer(codebook_update="loss").eval()
     vq.embedding.weight.data = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
-    z_e = torch.tensor([[0.9, 0.1], [0.2, 0.7], [4.0, 4.5], [0.1, -0.1]]).T.reshape(1, 2, 2, 2).requires_grad_()  # 4 vectors on a 2x2 grid
+    z_e = (
+        torch.tensor([[0.9, 0.1], [0.2, 0.7], [4.0, 4.5], [0.1, -0.1]]).T.reshape(1, 2, 2, 2).requires_grad_()
+    )  # 4 vectors on a 2x2 grid
     out = vq(z_e)
     assert out.indices.flatten().tolist() == [1, 2, 3, 0]
     assert torch.equal(out.z_q.detach(), vq.lookup(out.indices))  # the forward value is the codebook entry
@@ -58,7 +60,9 @@ def test_commitment_and_codebook_terms_of_eq_3():
     assert torch.allclose(encoder_gradient, expected, atol=1e-7)
     ema = quantizer(codebook_update="ema", commitment_beta=0.25).eval()
     ema.embedding.weight.data = vq.embedding.weight.data.clone()
-    assert math.isclose(ema(z_e).loss.item(), 0.25 * squared, rel_tol=1e-5)  # only the commitment term: the averages move the codebook
+    assert math.isclose(
+        ema(z_e).loss.item(), 0.25 * squared, rel_tol=1e-5
+    )  # only the commitment term: the averages move the codebook
 
 
 def test_moving_average_update_moves_each_entry_to_its_vectors_mean():
@@ -77,7 +81,9 @@ def test_moving_average_update_moves_each_entry_to_its_vectors_mean():
     slow.ema_embedding_sum.copy_(slow.embedding.weight.data)
     slow.initialised.fill_(True)
     slow.update_codebook(torch.tensor([[2.0, 2.0]]))  # one vector, nearest to entry 0
-    assert torch.allclose(slow.embedding.weight[0], torch.tensor([1.0, 1.0]), atol=1e-3)  # (0.5*0 + 0.5*2) / (0.5*1 + 0.5*1)
+    assert torch.allclose(
+        slow.embedding.weight[0], torch.tensor([1.0, 1.0]), atol=1e-3
+    )  # (0.5*0 + 0.5*2) / (0.5*1 + 0.5*1)
 
 
 def test_dead_entries_restart_on_batch_vectors_and_the_first_batch_initialises_the_codebook():
@@ -115,11 +121,15 @@ def test_adaptive_weight_on_a_toy_last_layer():
     weight = adaptive_weight((a * w).sum(), (b * w).sum(), w)
     assert math.isclose(weight.item(), (a.norm() / (b.norm() + 1e-4)).item(), rel_tol=1e-5)
     assert not weight.requires_grad  # a constant factor, as in the paper
-    assert adaptive_weight((a * w).sum(), (0 * w).sum(), w).item() == pytest.approx(min(a.norm().item() / 1e-4, 1e4))  # no GAN gradient: capped
+    assert adaptive_weight((a * w).sum(), (0 * w).sum(), w).item() == pytest.approx(
+        min(a.norm().item() / 1e-4, 1e4)
+    )  # no GAN gradient: capped
 
 
 def test_hinge_losses():
-    assert discriminator_hinge_loss(torch.full((4,), 1.5), torch.full((4,), -2.0)).item() == 0.0  # both sides beyond the margin
+    assert (
+        discriminator_hinge_loss(torch.full((4,), 1.5), torch.full((4,), -2.0)).item() == 0.0
+    )  # both sides beyond the margin
     assert discriminator_hinge_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
     assert discriminator_hinge_loss(torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(0.5 * (0.5 + 1.0))
     assert generator_hinge_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
@@ -130,7 +140,14 @@ def test_patch_discriminator_gives_a_grid_of_logits():
 
 
 def test_perceptual_loss_is_zero_for_equal_images_and_trains_only_the_image():
-    network = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+    network = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+    )
     loss = PerceptualLoss(network).train()
     assert not network.training and not any(p.requires_grad for p in network.parameters())
     target = torch.rand(2, 1, 8, 8) * 2 - 1
@@ -166,7 +183,9 @@ def test_prior_loss_is_the_next_code_cross_entropy():
     gpt, grids = tiny_prior(), torch.randint(0, 8, (4, 3, 3))
     tokens = prior_sequences(grids, 8)
     logits, _ = gpt(tokens[:, :-1])
-    assert prior_loss(gpt, grids).item() == pytest.approx(F.cross_entropy(logits.reshape(-1, 9), grids.flatten()).item(), rel=1e-5)
+    assert prior_loss(gpt, grids).item() == pytest.approx(
+        F.cross_entropy(logits.reshape(-1, 9), grids.flatten()).item(), rel=1e-5
+    )
 
 
 def test_sampling_gives_grids_of_codes_only_and_respects_top_k():
@@ -174,10 +193,19 @@ def test_sampling_gives_grids_of_codes_only_and_respects_top_k():
     with torch.no_grad():  # a strong preference for the start token must never leak into a grid
         gpt.lm_head.weight[8] += 5.0
     steps = []
-    codes = sample_codes(gpt, 6, 3, temperature=1.0, generator=torch.Generator().manual_seed(0), on_step=lambda done, total: steps.append((done, total)))
+    codes = sample_codes(
+        gpt,
+        6,
+        3,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+        on_step=lambda done, total: steps.append((done, total)),
+    )
     assert codes.shape == (6, 3, 3) and codes.max() < 8 and steps[-1] == (9, 9)
     greedy = sample_codes(gpt, 2, 3, temperature=0.0)
-    assert torch.equal(sample_codes(gpt, 2, 3, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(5)), greedy)
+    assert torch.equal(
+        sample_codes(gpt, 2, 3, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(5)), greedy
+    )
     # top-k 2: the first code is always one of the two most likely after the start token
     first_logits = gpt(torch.tensor([[8]]))[0][0, -1, :8]
     allowed = set(first_logits.topk(2).indices.tolist())

@@ -7,7 +7,14 @@ from diffusers import VQModel as DiffusersVQModel
 from diffusers.models.autoencoders.vae import VectorQuantizer as DiffusersQuantizer
 
 from apps.vqgan.model import VQConfig, VQModel, vq_loss
-from apps.vqgan.reference import export_vqmodel, load_diffusers_vq, reference_encode_decode, vq_config_from_diffusers, vq_from_diffusers, vq_to_diffusers
+from apps.vqgan.reference import (
+    export_vqmodel,
+    load_diffusers_vq,
+    reference_encode_decode,
+    vq_config_from_diffusers,
+    vq_from_diffusers,
+    vq_to_diffusers,
+)
 from tests.weights import perturb_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -16,16 +23,36 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # and RGB; no attention in the middle blocks, more input than output channels.
 TINY_CONFIGS = {
     "two-levels": dict(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, latent_channels=3,
-        num_vq_embeddings=32, norm_num_groups=4,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=3,
+        num_vq_embeddings=32,
+        norm_num_groups=4,
     ),
     "three-levels-wide-codes-rgb": dict(
-        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16, 16), layers_per_block=2, latent_channels=4,
-        vq_embed_dim=6, num_vq_embeddings=64, norm_num_groups=8,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16, 16),
+        layers_per_block=2,
+        latent_channels=4,
+        vq_embed_dim=6,
+        num_vq_embeddings=64,
+        norm_num_groups=8,
     ),
     "no-mid-attention": dict(
-        sample_size=8, in_channels=2, out_channels=1, block_out_channels=(16, 8), layers_per_block=1, latent_channels=2,
-        num_vq_embeddings=16, norm_num_groups=8, mid_block_add_attention=False,
+        sample_size=8,
+        in_channels=2,
+        out_channels=1,
+        block_out_channels=(16, 8),
+        layers_per_block=1,
+        latent_channels=2,
+        num_vq_embeddings=16,
+        norm_num_groups=8,
+        mid_block_add_attention=False,
     ),
 }
 
@@ -34,7 +61,9 @@ def random_vqmodel(options: dict, seed: int = 0) -> DiffusersVQModel:
     """A diffusers VQModel with every weight perturbed (so that no zero or unit default hides a mapping bug)."""
     torch.manual_seed(seed)
     levels = len(options["block_out_channels"])
-    vqmodel = DiffusersVQModel(down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels, **options).eval()
+    vqmodel = DiffusersVQModel(
+        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels, **options
+    ).eval()
     return perturb_parameters(vqmodel, 0.3)
 
 
@@ -53,11 +82,17 @@ def test_encode_quantize_decode_equal_diffusers(name):
         assert len(quantized.indices.unique()) > 1  # the comparison means something: several codes in use
         reference_z_q, _, _ = vqmodel.quantize(latents)
         assert (quantized.z_q - reference_z_q).abs().max().item() < 1e-4
-        assert (ours.decode(quantized.z_q) - vqmodel.decode(reference_z_q, force_not_quantize=True).sample).abs().max().item() < 1e-4
+        assert (
+            ours.decode(quantized.z_q) - vqmodel.decode(reference_z_q, force_not_quantize=True).sample
+        ).abs().max().item() < 1e-4
         assert (ours(x).reconstruction - reconstruction).abs().max().item() < 1e-4
         # decoding an index grid equals diffusers' lookup-then-decode
-        entries = vqmodel.quantize.get_codebook_entry(quantized.indices.flatten(), (*quantized.indices.shape, ours.config.embed_dim))
-        assert (ours.decode_indices(quantized.indices) - vqmodel.decode(entries, force_not_quantize=True).sample).abs().max().item() < 1e-4
+        entries = vqmodel.quantize.get_codebook_entry(
+            quantized.indices.flatten(), (*quantized.indices.shape, ours.config.embed_dim)
+        )
+        assert (
+            ours.decode_indices(quantized.indices) - vqmodel.decode(entries, force_not_quantize=True).sample
+        ).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("name", TINY_CONFIGS)
@@ -86,13 +121,22 @@ def test_saved_folder_loads_back_into_ours(tmp_path):
     assert load_diffusers_vq(tmp_path / "pipeline").config == ours.config
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(down_block_types=("AttnDownEncoderBlock2D", "DownEncoderBlock2D")), "AttnDownEncoderBlock2D"),
-    (dict(norm_type="spatial"), "norm_type='spatial'"),
-    (dict(act_fn="relu"), "act_fn='relu'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(down_block_types=("AttnDownEncoderBlock2D", "DownEncoderBlock2D")), "AttnDownEncoderBlock2D"),
+        (dict(norm_type="spatial"), "norm_type='spatial'"),
+        (dict(act_fn="relu"), "act_fn='relu'"),
+    ],
+)
 def test_unsupported_options_are_refused_clearly(change, message):
-    config = {**TINY_CONFIGS["two-levels"], "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2, "act_fn": "silu", **change}
+    config = {
+        **TINY_CONFIGS["two-levels"],
+        "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "act_fn": "silu",
+        **change,
+    }
     with pytest.raises(ValueError, match=message):
         vq_config_from_diffusers(config)
 

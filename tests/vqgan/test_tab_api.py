@@ -20,19 +20,31 @@ def reconstruct(client, example=DIGIT, upload=None):
 
 
 def test_reconstruction_of_a_digit_by_both_codecs_beside_diffusers(client):
-    notes, original, vqvae_ours, vqvae_reference, vqgan_ours, vqgan_reference, code_maps, badges, usage = reconstruct(client)
+    notes, original, vqvae_ours, vqvae_reference, vqgan_ours, vqgan_reference, code_maps, badges, usage = reconstruct(
+        client
+    )
     assert badges.count("code indices identical") == 2 and "code indices differ" not in badges
     assert "max |difference|" in badges and "smaller</b>" in badges and "PSNR" in badges
     assert code_maps is not None and usage is not None
     for path in (original, vqvae_ours, vqvae_reference, vqgan_ours, vqgan_reference):
         assert Image.open(path).size[0] >= 200  # 28 pixels enlarged for the screen
-    assert not np.array_equal(np.asarray(Image.open(vqvae_ours)), np.asarray(Image.open(vqgan_ours)))  # two different codecs
+    assert not np.array_equal(
+        np.asarray(Image.open(vqvae_ours)), np.asarray(Image.open(vqgan_ours))
+    )  # two different codecs
 
 
-@pytest.mark.parametrize("name, make, expected", UPLOAD_CASES + [
-    ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, ["digits only"]),
-    ("huge.png", lambda: np.tile(np.eye(64, dtype=np.uint8) * 255, (50, 60)), ["Resized from 3840 x 3200 to 28 x 28"]),
-])
+@pytest.mark.parametrize(
+    "name, make, expected",
+    UPLOAD_CASES
+    + [
+        ("grey_28.png", lambda: np.tri(28, dtype=np.uint8) * 255, ["digits only"]),
+        (
+            "huge.png",
+            lambda: np.tile(np.eye(64, dtype=np.uint8) * 255, (50, 60)),
+            ["Resized from 3840 x 3200 to 28 x 28"],
+        ),
+    ],
+)
 def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path, name, make, expected):
     notes, *_, badges, _ = reconstruct(client, sbs.UPLOAD, save_image(tmp_path, name, make()))
     assert badges.count("code indices identical") == 2
@@ -43,12 +55,19 @@ def test_uploads_of_any_size_and_mode_are_converted_with_notes(client, tmp_path,
 ENORMOUS_SIDE = int(MAX_PIXELS**0.5) + 100  # just past what the shared reader decodes
 
 
-@pytest.mark.parametrize("write, message", [
-    (lambda path: path.write_bytes(b"this is not an image\n"), "not an image file"),
-    (lambda path: path.write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94."), "not an image file"),  # a pickle: never loaded
-    (lambda path: path.write_bytes(b""), "not an image file"),
-    (lambda path: Image.new("1", (ENORMOUS_SIDE, ENORMOUS_SIDE)).save(path, format="PNG"), "megapixels"),
-], ids=["text", "pickle", "empty", "beyond-the-decoding-limit"])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda path: path.write_bytes(b"this is not an image\n"), "not an image file"),
+        (
+            lambda path: path.write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94."),
+            "not an image file",
+        ),  # a pickle: never loaded
+        (lambda path: path.write_bytes(b""), "not an image file"),
+        (lambda path: Image.new("1", (ENORMOUS_SIDE, ENORMOUS_SIDE)).save(path, format="PNG"), "megapixels"),
+    ],
+    ids=["text", "pickle", "empty", "beyond-the-decoding-limit"],
+)
 def test_files_that_cannot_be_read_are_refused_with_the_reason(client, tmp_path, write, message):
     path = tmp_path / "upload.png"
     write(path)
@@ -56,10 +75,13 @@ def test_files_that_cannot_be_read_are_refused_with_the_reason(client, tmp_path,
         reconstruct(client, sbs.UPLOAD, path)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (("held-out digit 12", None), "not in the list of choices"),
-    ((sbs.UPLOAD, None), "Upload an image first"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("held-out digit 12", None), "not in the list of choices"),
+        ((sbs.UPLOAD, None), "Upload an image first"),
+    ],
+)
 def test_bad_reconstruction_input_gives_a_clear_message(client, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name="/vqgan_reconstruct")
@@ -78,23 +100,33 @@ def test_greedy_generation_says_every_image_is_the_same(client):
     assert "every image is the same" in notes
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ((-0.5, 0, 0, 4), "less than minimum value 0"),
-    ((1.0, 500, 0, 4), "greater than maximum value 128"),
-    ((1.0, 0, 0, 0), "less than minimum value 1"),
-    ((1.0, 0, 0, 65), "greater than maximum value 64"),
-    ((None, 0, 0, 4), "'Temperature .*' is empty"),
-    ((1.0, 0, -3, 4), "less than minimum value 0"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((-0.5, 0, 0, 4), "less than minimum value 0"),
+        ((1.0, 500, 0, 4), "greater than maximum value 128"),
+        ((1.0, 0, 0, 0), "less than minimum value 1"),
+        ((1.0, 0, 0, 65), "greater than maximum value 64"),
+        ((None, 0, 0, 4), "'Temperature .*' is empty"),
+        ((1.0, 0, -3, 4), "less than minimum value 0"),
+    ],
+)
 def test_bad_generation_input_gives_a_clear_message(client, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name="/vqgan_generate")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("temperature", 9.0, "temperature must be"), ("temperature", float("nan"), "temperature must be"), ("top_k", 129, "top-k must be"),
-    ("top_k", 2.5, "top-k must be"), ("count", 0, "number of images"), ("seed", -1, "seed must be"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("temperature", 9.0, "temperature must be"),
+        ("temperature", float("nan"), "temperature must be"),
+        ("top_k", 129, "top-k must be"),
+        ("top_k", 2.5, "top-k must be"),
+        ("count", 0, "number of images"),
+        ("seed", -1, "seed must be"),
+    ],
+)
 def test_engine_validates_what_the_ui_cannot(field, value, message):
     request = sbs.GenerationRequest(**{**dict(temperature=1.0, top_k=0, seed=0, count=2), field: value})
     with pytest.raises(ValueError, match=message):

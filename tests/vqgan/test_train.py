@@ -13,11 +13,31 @@ from shared.checkpoint import load_model
 
 
 def test_tiny_training_run_writes_loadable_checkpoints_and_diffusers_folders(tmp_path):
-    report = train.main([
-        "--tiny", "--codec-steps", "3", "--gan-steps", "2", "--prior-steps", "2", "--batch-size", "8", "--samples", "4",
-        "--prior-augmentations", "1", "--mixed-precision", "no", "--threads", "1",
-        "--out", str(tmp_path / "ours"), "--export-diffusers", str(tmp_path / "diffusers"),
-    ])
+    report = train.main(
+        [
+            "--tiny",
+            "--codec-steps",
+            "3",
+            "--gan-steps",
+            "2",
+            "--prior-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--samples",
+            "4",
+            "--prior-augmentations",
+            "1",
+            "--mixed-precision",
+            "no",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "ours"),
+            "--export-diffusers",
+            str(tmp_path / "diffusers"),
+        ]
+    )
     for name in ("vqvae", "vqgan"):
         model = load_model(VQModel, VQConfig, tmp_path / "ours" / name)
         assert model.config.block_out_channels == (8, 16, 16)
@@ -26,10 +46,14 @@ def test_tiny_training_run_writes_loadable_checkpoints_and_diffusers_folders(tmp
         with torch.no_grad():
             assert (vqmodel(x).sample - model(x).reconstruction).abs().max().item() < 1e-4
     gpt = load_model(GPT, GPTConfig, tmp_path / "ours" / "prior")
-    assert gpt.config.vocab_size == 17 and gpt.config.block_size == 50  # 16 codes + the start token; 1 + 7 x 7 positions
+    assert (
+        gpt.config.vocab_size == 17 and gpt.config.block_size == 50
+    )  # 16 codes + the start token; 1 + 7 x 7 positions
     assert report["prior_samples_quality"]["samples"] == 4 and report["prior_codes"]["training_grids"] == 2 * 4500
     assert "adaptive_weight" in report["logs"]["vqgan"][-1] and "adaptive_weight" not in report["logs"]["vqvae"][-1]
-    assert (tmp_path / "ours" / "reconstructions.png").stat().st_size > 100 and (tmp_path / "ours" / "prior_samples.png").exists()
+    assert (tmp_path / "ours" / "reconstructions.png").stat().st_size > 100 and (
+        tmp_path / "ours" / "prior_samples.png"
+    ).exists()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +71,9 @@ def test_shipped_codec_reconstruction_mse_matches_its_report(shipped_report, nam
     metrics = reconstruction_metrics(model, held_out)
     reported = shipped_report["held_out"][name]
     assert metrics["mse"] == pytest.approx(reported["mse"], rel=1e-3)
-    assert metrics["codes_used"] == reported["codes_used"] and metrics["perplexity"] == pytest.approx(reported["perplexity"], rel=1e-3)
+    assert metrics["codes_used"] == reported["codes_used"] and metrics["perplexity"] == pytest.approx(
+        reported["perplexity"], rel=1e-3
+    )
     assert metrics["psnr_db"] > 20  # a 7x7 grid of 7-bit codes keeps a digit recognisable
 
 

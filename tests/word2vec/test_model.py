@@ -26,13 +26,17 @@ def test_vocabulary_matches_gensim(documents, gensim_vocabulary):
     ours = Vocabulary.build(documents, min_count=5)
     assert set(ours.words) == set(gensim_vocabulary.wv.index_to_key)
     assert ours.counts[0] == max(gensim_vocabulary.wv.get_vecattr(word, "count") for word in ours.words)
-    assert all(ours.counts[i] == gensim_vocabulary.wv.get_vecattr(word, "count") for i, word in enumerate(ours.words[:500]))
+    assert all(
+        ours.counts[i] == gensim_vocabulary.wv.get_vecattr(word, "count") for i, word in enumerate(ours.words[:500])
+    )
 
 
 def test_subsampling_keep_probability_matches_gensim_and_formula(documents, gensim_vocabulary):
     vocabulary = Vocabulary.build(documents, min_count=5)
     keep = vocabulary.keep_probabilities(1e-3)
-    gensim_keep = np.array([gensim_vocabulary.wv.get_vecattr(word, "sample_int") / (2**32 - 1) for word in vocabulary.words])
+    gensim_keep = np.array(
+        [gensim_vocabulary.wv.get_vecattr(word, "sample_int") / (2**32 - 1) for word in vocabulary.words]
+    )
     np.testing.assert_allclose(keep, gensim_keep, atol=1e-6)
     frequency = vocabulary.counts / vocabulary.counts.sum()
     np.testing.assert_allclose(keep, np.minimum(1, (np.sqrt(frequency / 1e-3) + 1) * 1e-3 / frequency))
@@ -100,7 +104,9 @@ def test_dynamic_window_weights_distance_d_by_window_minus_d_plus_one():
 def tiny_model(architecture, negative, hierarchical_softmax):
     words = [f"w{i}" for i in range(12)]
     vocabulary = Vocabulary(words, np.arange(60, 0, -5))
-    config = Word2VecConfig(architecture=architecture, vector_size=6, window=2, negative=negative, hierarchical_softmax=hierarchical_softmax)
+    config = Word2VecConfig(
+        architecture=architecture, vector_size=6, window=2, negative=negative, hierarchical_softmax=hierarchical_softmax
+    )
     model = Word2Vec(config, vocabulary)
     with torch.no_grad():
         for table in model.parameters():
@@ -114,7 +120,11 @@ def test_sgd_step_is_minus_learning_rate_times_the_autograd_gradient(architectur
     """One centre word: our hand-written update equals SGD on the negative-sampling / hierarchical
     softmax loss differentiated by autograd."""
     model = tiny_model(architecture, negative, hierarchical_softmax)
-    centres, contexts, valid = torch.tensor([4]), torch.tensor([[1, 7, 9, 2]]), torch.tensor([[True, True, False, True]])
+    centres, contexts, valid = (
+        torch.tensor([4]),
+        torch.tensor([[1, 7, 9, 2]]),
+        torch.tensor([[True, True, False, True]]),
+    )
     before = {name: table.detach().clone() for name, table in model.named_parameters()}
     learning_rate = 0.1
     step = model.skipgram_step if architecture == "skipgram" else model.cbow_step
@@ -131,7 +141,11 @@ def test_sgd_step_is_minus_learning_rate_times_the_autograd_gradient(architectur
         positive = hidden @ tables["output_vectors"][centres[0]]
         negatives = hidden @ tables["output_vectors"][noise].T
         mask = (noise != centres[0]).float()
-        loss = loss - torch.nn.functional.logsigmoid(positive).sum() - (torch.nn.functional.logsigmoid(-negatives) * mask).sum()
+        loss = (
+            loss
+            - torch.nn.functional.logsigmoid(positive).sum()
+            - (torch.nn.functional.logsigmoid(-negatives) * mask).sum()
+        )
     if hierarchical_softmax:
         length = int(model.path_mask[centres[0]].sum())
         nodes, codes = model.points[centres[0], :length], model.codes[centres[0], :length]
@@ -156,12 +170,25 @@ def test_config_rejects_impossible_settings():
         Vocabulary.build([["a", "b"]], min_count=5)
 
 
-@pytest.mark.parametrize("architecture, hierarchical_softmax", [("skipgram", False), ("cbow", False), ("skipgram", True)])
+@pytest.mark.parametrize(
+    "architecture, hierarchical_softmax", [("skipgram", False), ("cbow", False), ("skipgram", True)]
+)
 def test_training_puts_words_of_one_topic_together(architecture, hierarchical_softmax):
     rng = np.random.default_rng(0)
     topics = [[f"fruit{i}" for i in range(8)], [f"metal{i}" for i in range(8)]]
     documents = [list(rng.choice(topics[k % 2], size=300)) for k in range(40)]
-    config = Word2VecConfig(architecture=architecture, vector_size=16, window=3, min_count=1, sample=0, epochs=5, negative=0 if hierarchical_softmax else 5, hierarchical_softmax=hierarchical_softmax, batch_size=64, workers=1)
+    config = Word2VecConfig(
+        architecture=architecture,
+        vector_size=16,
+        window=3,
+        min_count=1,
+        sample=0,
+        epochs=5,
+        negative=0 if hierarchical_softmax else 5,
+        hierarchical_softmax=hierarchical_softmax,
+        batch_size=64,
+        workers=1,
+    )
     model, report = train(documents, config)
     vectors = WordVectors.from_model(model)
     for word in ("fruit0", "metal3"):
@@ -181,4 +208,6 @@ def test_one_worker_repeats_a_run_exactly():
 def test_divergence_is_reported_not_returned():
     documents = [["a", "b", "c", "d"] * 50]
     with pytest.raises(ValueError, match="Training diverged.*Lower batch_size, alpha or workers"):
-        train(documents, Word2VecConfig(vector_size=8, min_count=1, sample=0, epochs=2, alpha=1e30, workers=1))  # a learning rate far too large
+        train(
+            documents, Word2VecConfig(vector_size=8, min_count=1, sample=0, epochs=2, alpha=1e30, workers=1)
+        )  # a learning rate far too large

@@ -6,8 +6,14 @@ import pytest
 import torch
 from gensim.models import KeyedVectors
 
-from apps.word2vec.reference import from_keyed_vectors, gensim_arguments, load_word2vec_format, save_word2vec_format, to_keyed_vectors
 from apps.word2vec.model import Word2VecConfig
+from apps.word2vec.reference import (
+    from_keyed_vectors,
+    gensim_arguments,
+    load_word2vec_format,
+    save_word2vec_format,
+    to_keyed_vectors,
+)
 from apps.word2vec.side_by_side import CHECKPOINT_DIR
 from apps.word2vec.vectors import WordVectors
 from shared.data import word2vec_eval_file
@@ -28,7 +34,11 @@ def test_exported_vectors_load_in_gensim_with_the_same_neighbours(ours, tmp_path
     np.testing.assert_allclose(keyed.vectors, ours.vectors.numpy(), atol=1e-6 if not binary else 0)
     for word in PROBES:
         assert [w for w, _ in keyed.most_similar(word, topn=10)] == [w for w, _ in ours.most_similar(word, topn=10)]
-        np.testing.assert_allclose([s for _, s in keyed.most_similar(word, topn=10)], [s for _, s in ours.most_similar(word, topn=10)], atol=1e-5)
+        np.testing.assert_allclose(
+            [s for _, s in keyed.most_similar(word, topn=10)],
+            [s for _, s in ours.most_similar(word, topn=10)],
+            atol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -74,20 +84,28 @@ def test_analogy_evaluation_equals_gensims(ours):
 def test_analogy_equals_gensim_most_similar(ours):
     keyed = to_keyed_vectors(ours)
     for a, b, c in [("king", "man", "woman"), ("paris", "france", "germany"), ("walking", "walk", "swim")]:
-        assert [w for w, _ in ours.analogy(a, b, c)] == [w for w, _ in keyed.most_similar(positive=[a, c], negative=[b], topn=5)]
+        assert [w for w, _ in ours.analogy(a, b, c)] == [
+            w for w, _ in keyed.most_similar(positive=[a, c], negative=[b], topn=5)
+        ]
 
 
 def test_gensim_gets_the_same_hyperparameters():
     arguments = gensim_arguments(Word2VecConfig(architecture="cbow", window=7, negative=3, epochs=4, workers=3))
-    assert arguments | {"sg": 0, "window": 7, "negative": 3, "epochs": 4, "hs": 0, "cbow_mean": 1, "workers": 3} == arguments
+    assert (
+        arguments | {"sg": 0, "window": 7, "negative": 3, "epochs": 4, "hs": 0, "cbow_mean": 1, "workers": 3}
+        == arguments
+    )
 
 
-@pytest.mark.parametrize("word, message", [
-    ("", "Type a word"),
-    ("new york", "Type one word, not 2"),
-    ("kinng", "not in the vocabulary.*Close words in the vocabulary: .*king"),
-    ("qwxzjv", "not in the vocabulary.*more common word"),
-])
+@pytest.mark.parametrize(
+    "word, message",
+    [
+        ("", "Type a word"),
+        ("new york", "Type one word, not 2"),
+        ("kinng", "not in the vocabulary.*Close words in the vocabulary: .*king"),
+        ("qwxzjv", "not in the vocabulary.*more common word"),
+    ],
+)
 def test_lookup_messages(ours, word, message):
     with pytest.raises(ValueError, match=message):
         ours.lookup(word)

@@ -12,7 +12,9 @@ def test_neighbours_show_both_columns(client):
 
 
 def test_analogy_shows_the_answers_of_both(client):
-    ours, gensim, badges, notes, code = client.predict("CBOW", "paris", "france", "germany", api_name="/word2vec_analogy")
+    ours, gensim, badges, notes, code = client.predict(
+        "CBOW", "paris", "france", "germany", api_name="/word2vec_analogy"
+    )
     assert len(ours["data"]) == 5 and "ours says" in notes and "def analogy" in code
 
 
@@ -28,18 +30,21 @@ def test_evaluation_table_has_both_sides(client):
     assert all(isinstance(row[1], float) and isinstance(row[2], float) for row in table["data"][:3])
 
 
-@pytest.mark.parametrize("arguments, api_name, message", [
-    (("skip-gram", "", 10), "/word2vec_neighbours", "Type a word"),
-    (("skip-gram", "new york", 10), "/word2vec_neighbours", "Type one word"),
-    (("skip-gram", "kinng", 10), "/word2vec_neighbours", "Close words in the vocabulary: .*king"),
-    (("skip-gram", "king", 0), "/word2vec_neighbours", "less than minimum value 1"),
-    (("skip-gram", "king", None), "/word2vec_neighbours", "'Neighbours' is empty"),
-    (("GloVe", "king", 10), "/word2vec_neighbours", "not in the list of choices"),
-    (("skip-gram", "king", "king", "woman"), "/word2vec_analogy", "three different words"),
-    (("skip-gram", "king", "", "woman"), "/word2vec_analogy", "Type a word"),
-    (("skip-gram", "king queen", "PCA"), "/word2vec_map", "at least 3 words"),
-    (("skip-gram", " ".join(["king"] * 61), "PCA"), "/word2vec_map", "At most 60 words"),
-])
+@pytest.mark.parametrize(
+    "arguments, api_name, message",
+    [
+        (("skip-gram", "", 10), "/word2vec_neighbours", "Type a word"),
+        (("skip-gram", "new york", 10), "/word2vec_neighbours", "Type one word"),
+        (("skip-gram", "kinng", 10), "/word2vec_neighbours", "Close words in the vocabulary: .*king"),
+        (("skip-gram", "king", 0), "/word2vec_neighbours", "less than minimum value 1"),
+        (("skip-gram", "king", None), "/word2vec_neighbours", "'Neighbours' is empty"),
+        (("GloVe", "king", 10), "/word2vec_neighbours", "not in the list of choices"),
+        (("skip-gram", "king", "king", "woman"), "/word2vec_analogy", "three different words"),
+        (("skip-gram", "king", "", "woman"), "/word2vec_analogy", "Type a word"),
+        (("skip-gram", "king queen", "PCA"), "/word2vec_map", "at least 3 words"),
+        (("skip-gram", " ".join(["king"] * 61), "PCA"), "/word2vec_map", "At most 60 words"),
+    ],
+)
 def test_bad_input_gives_a_clear_message(client, arguments, api_name, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name=api_name)
