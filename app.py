@@ -28,6 +28,8 @@ def build_app():
     from apps import TOPICS
 
     with gr.Blocks(title="Side by Side") as blocks:
+        with gr.Tab("About", elem_id="home-about"):
+            importlib.import_module("apps.about.tab").build_tab()
         for topic in TOPICS:
             with gr.Tab(topic.title, elem_id=topic.element_id):
                 importlib.import_module(topic.tab_module).build_tab()
@@ -44,10 +46,20 @@ def __getattr__(name: str):
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Side by Side: from-scratch models next to their reference implementations.")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to serve on (0.0.0.0 for all interfaces)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port to serve on")
-    parser.add_argument("--share", action="store_true", help="also publish a temporary public *.gradio.live link (needs the internet)")
+    parser = argparse.ArgumentParser(
+        description="Side by Side: from-scratch models next to their reference implementations."
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to serve on (0.0.0.0 for all interfaces)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port to serve on"
+    )
+    parser.add_argument(
+        "--share", action="store_true", help="also publish a temporary public *.gradio.live link (needs the internet)"
+    )
     parser.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES, help="where the models run")
     return parser.parse_args(argv)
 
@@ -80,16 +92,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --port {arguments.port} is not a valid port (1-65535).", file=sys.stderr)
         return 2
     if port_in_use(arguments.host, arguments.port):
-        print(f"error: port {arguments.port} on {arguments.host} is already in use; choose another with --port.", file=sys.stderr)
+        print(
+            f"error: port {arguments.port} on {arguments.host} is already in use; choose another with --port.",
+            file=sys.stderr,
+        )
         return 1
     share = arguments.share
     if share and not share_server_reachable():
-        print("--share needs the internet to create a public link and none is reachable; serving locally only.", file=sys.stderr)
+        print(
+            "--share needs the internet to create a public link and none is reachable; serving locally only.",
+            file=sys.stderr,
+        )
         share = False
     import gradio as gr
 
     print(f"Side by Side: models run on {chosen}.")
-    build_app().queue().launch(server_name=arguments.host, server_port=arguments.port, share=share, theme=gr.themes.Soft())
+    build_app().queue().launch(
+        server_name=arguments.host, server_port=arguments.port, share=share, theme=gr.themes.Soft()
+    )
     return 0
 
 
