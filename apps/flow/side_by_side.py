@@ -224,13 +224,10 @@ class RectifiedRequest:
         self.count, self.seed, self.steps = check_count(self.count), check_seed(self.seed), int(self.steps)
         if self.count * self.steps > EVALUATION_BUDGET:
             raise ValueError(
-                (
-                    f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per "
-                    "side, more than this CPU "
-                )(
-                    f"answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps (after reflow, 1-4 steps "
-                    "already give digits)."
-                )
+                f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per "
+                "side, more than this CPU "
+                f"answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps (after reflow, 1-4 steps "
+                "already give digits)."
             )
 
 
