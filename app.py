@@ -4,12 +4,14 @@ representations, tabular), each topic a tab, all built from the registry in `app
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--device auto|cpu|cuda|mps]
 
 `from app import demo` gives the Blocks app (the Hugging Face Space entry point). Building it imports
-gradio and the tab modules only; each topic loads its engine (torch, transformers, ...) on its first event.
-`/images?topic=diffusion` opens the Images page on the Diffusion tab.
+gradio and the tab modules only; each topic loads its engine (torch, transformers, ...) on its first event,
+or in the background as soon as a visitor opens its page. `/images?topic=diffusion` opens the Images
+page on the Diffusion tab.
 """
 
 import argparse
 import importlib
+import importlib.util
 import os
 import socket
 import sys
@@ -21,17 +23,42 @@ from shared import device  # noqa: E402  (after the analytics default)
 SHARE_SERVER = ("api.gradio.app", 443)
 
 
-def linked_topic_opener(topics):
-    """The page-load handler of a family page: select the tab named by `?topic=<slug>` in the address."""
+_WARMED: set[str] = set()  # the engines whose warm-up has started
+
+
+def warm_up(topics) -> None:
+    """Import the engines (`apps/<topic>/side_by_side.py`: torch, the reference library) of `topics` in a
+    background thread, so a visitor's first click finds them loaded; each engine is started once."""
+    import threading
+
+    engines = []
+    for topic in topics:
+        engine = f"apps.{topic.slug}.side_by_side"
+        if engine not in _WARMED and importlib.util.find_spec(engine) is not None:
+            _WARMED.add(engine)
+            engines.append(engine)
+
+    def load() -> None:
+        for engine in engines:
+            importlib.import_module(engine)
+
+    if engines:
+        threading.Thread(target=load, name="warm-up", daemon=True).start()
+
+
+def family_page_opener(topics):
+    """The page-load handler of a family page: select the tab named by `?topic=<slug>` in the address,
+    and start loading the page's engines (the linked topic's first) in the background."""
     import gradio as gr
 
     slugs = {topic.slug for topic in topics}
 
-    def open_linked_topic(request: gr.Request):
+    def open_family_page(request: gr.Request):
         slug = request.query_params.get("topic") if request else None
+        warm_up(sorted(topics, key=lambda topic: topic.slug != slug))
         return gr.Tabs(selected=slug) if slug in slugs else gr.skip()
 
-    return open_linked_topic
+    return open_family_page
 
 
 def build_app():
@@ -49,7 +76,7 @@ def build_app():
                 for topic in topics:
                     with gr.Tab(topic.title, id=topic.slug, elem_id=topic.element_id):
                         importlib.import_module(topic.tab_module).build_tab()
-            blocks.load(linked_topic_opener(topics), outputs=[tabs], api_name=False, show_progress="hidden")
+            blocks.load(family_page_opener(topics), outputs=[tabs], api_name=False, show_progress="hidden")
     return blocks
 
 

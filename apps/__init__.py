@@ -1,7 +1,8 @@
 """The topics of the app, grouped into families (one page each), in display order. Each entry names a
 module whose `build_tab()` adds one topic's components to the enclosing `gr.Blocks`, and whose
-`API_EXAMPLES` (the first entry being the topic's main action) and `BROWSER_CHECK` the tests and the
-app benchmark use. A topic is listed here only once its tab works; adding a topic is one line below."""
+`API_EXAMPLES` (api_name -> valid arguments, the first entry being the topic's main action unless the
+module sets `MAIN_ACTION`) and `BROWSER_CHECK` the tests and the app benchmark use. A topic is listed
+here only once its tab works; adding a topic is one line below."""
 
 from dataclasses import dataclass
 

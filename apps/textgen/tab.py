@@ -191,3 +191,5 @@ API_EXAMPLES = {
     "textgen_load": ("",),
 }
 BROWSER_CHECK = {"button": "Generate", "expect_text": "tokens identical"}
+# What `python -m bench app` clicks (by default the first of API_EXAMPLES): 256 greedy tokens, streamed
+MAIN_ACTION = ("textgen_generate", (EXAMPLE_PROMPT, GPT_CHOICE, 256, 0, 0, 0.95, 0))

@@ -56,11 +56,11 @@ def test_every_registered_topic_has_a_tab_on_its_family_page():
 def test_a_topic_link_selects_its_tab():
     import gradio as gr
 
-    from app import linked_topic_opener
+    from app import family_page_opener
 
     diffusion = next(topic for topic in TOPICS if topic.slug == "diffusion")
     family = topics_by_family()[diffusion.family]
-    opener = linked_topic_opener(family)
+    opener = family_page_opener(family)
 
     class Request:
         def __init__(self, **query):
@@ -69,6 +69,20 @@ def test_a_topic_link_selects_its_tab():
     assert opener(Request(topic="diffusion")).selected == "diffusion"
     assert opener(Request(topic="no-such-topic")) == gr.skip()  # an unknown link keeps the first tab
     assert opener(Request()) == gr.skip()
+
+
+def test_opening_a_family_page_loads_its_engines_in_the_background():
+    import threading
+
+    from app import warm_up
+    from apps import Topic
+
+    word2vec = next(topic for topic in TOPICS if topic.slug == "word2vec")
+    warm_up([word2vec, Topic("No engine", "apps.about.tab", "language")])  # a topic without one is skipped
+    for thread in threading.enumerate():
+        if thread.name == "warm-up":
+            thread.join()
+    assert "apps.word2vec.side_by_side" in sys.modules and "gensim" in sys.modules
 
 
 def test_the_home_page_links_every_topic():
