@@ -17,12 +17,17 @@ outputs, how far apart they are, how fast each one is, and the code that produce
 """
 
 
+def link(topic) -> str:
+    """The topic's address relative to the home page (so links hold behind a proxy's path prefix too)."""
+    return topic.link.lstrip("/")
+
+
 def pages_markdown() -> str:
     """One line per family page, with links that open each of its topics."""
     lines = []
     for family, topics in topics_by_family().items():
-        links = " · ".join(f"[{topic.title}]({topic.link})" for topic in topics)
-        lines.append(f"- **[{FAMILIES[family]}](/{family})**: {links}")
+        links = " · ".join(f"[{topic.title}]({link(topic)})" for topic in topics)
+        lines.append(f"- **[{FAMILIES[family]}]({family})**: {links}")
     return "\n".join(lines)
 
 
@@ -33,8 +38,8 @@ def comparison_markdown() -> str:
 
     loaded = {result["topic"]: result for result in results.load_results()}
     benchmarked = [loaded[topic.slug] for topic in TOPICS if topic.slug in loaded]
-    table = results.summary_table(benchmarked, links={topic.slug: topic.link for topic in TOPICS})
-    waiting = [f"[{topic.title}]({topic.link})" for topic in TOPICS if topic.slug not in loaded]
+    table = results.summary_table(benchmarked, links={topic.slug: link(topic) for topic in TOPICS})
+    waiting = [f"[{topic.title}]({link(topic)})" for topic in TOPICS if topic.slug not in loaded]
     if waiting:
         table += "\n\nNot benchmarked yet: " + ", ".join(waiting) + "."
     return "## Ours vs reference\n\n" + table

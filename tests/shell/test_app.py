@@ -72,17 +72,16 @@ def test_a_topic_link_selects_its_tab():
 
 
 def test_opening_a_family_page_loads_its_engines_in_the_background():
-    import threading
-
-    from app import warm_up
-    from apps import Topic
-
-    word2vec = next(topic for topic in TOPICS if topic.slug == "word2vec")
-    warm_up([word2vec, Topic("No engine", "apps.about.tab", "language")])  # a topic without one is skipped
-    for thread in threading.enumerate():
-        if thread.name == "warm-up":
-            thread.join()
-    assert "apps.word2vec.side_by_side" in sys.modules and "gensim" in sys.modules
+    script = (
+        "import sys, threading, app\n"
+        "from apps import TOPICS, Topic\n"
+        "word2vec = next(topic for topic in TOPICS if topic.slug == 'word2vec')\n"
+        "app.warm_up([word2vec, Topic('No engine', 'apps.about.tab', 'language')])  # no side_by_side: skipped\n"
+        "[thread.join() for thread in threading.enumerate() if thread.name == 'warm-up']\n"
+        "print('apps.word2vec.side_by_side' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert output.stdout.split() == ["True", "True"]  # the engine and what it imports (torch), off the main thread
 
 
 def test_the_home_page_links_every_topic():
@@ -90,7 +89,7 @@ def test_the_home_page_links_every_topic():
 
     text = home.pages_markdown() + home.comparison_markdown()
     for topic in TOPICS:
-        assert f"]({topic.link})" in text
+        assert f"]({home.link(topic)})" in text and home.link(topic) == topic.link.lstrip("/")
 
 
 def test_every_event_has_an_api_name_and_an_example(served_app):

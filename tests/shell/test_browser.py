@@ -70,7 +70,7 @@ def test_home_page_links_every_family_page_and_refreshes(served_app, page):
 
     page.goto(served_app, wait_until="load")
     for family in {topic.family for topic in TOPICS}:
-        page.locator(f"a[href='/{family}']").first.wait_for(state="attached", timeout=60_000)
+        page.locator(f"a[href='{family}']").first.wait_for(state="attached", timeout=60_000)
     page.get_by_text("This app's environment").click()
     page.get_by_role("button", name=home.BROWSER_CHECK["button"], exact=True).click()
     page.get_by_text(home.BROWSER_CHECK["expect_text"]).first.wait_for(state="visible", timeout=60_000)
