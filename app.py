@@ -1,15 +1,17 @@
-"""Side by Side: one Gradio app with a tab per topic, built from the registry in `apps/`.
+"""Side by Side: one Gradio app, a home page and one page per family of topics (language, images, vision,
+representations, tabular), each topic a tab, all built from the registry in `apps/`.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--device auto|cpu|cuda|mps]
 
-`from app import demo` gives the Blocks app (the Hugging Face Space entry point). Models load lazily
-on first use inside each tab, so building the app is fast.
+`from app import demo` gives the Blocks app (the Hugging Face Space entry point). Building it imports
+gradio and the tab modules only; each topic loads its engine (torch, transformers, ...) on its first event,
+or in the background as soon as a visitor opens its page. `/images?topic=diffusion` opens the Images
+page on the Diffusion tab.
 """
-
-from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import socket
 import sys
@@ -21,18 +23,60 @@ from shared import device  # noqa: E402  (after the analytics default)
 SHARE_SERVER = ("api.gradio.app", 443)
 
 
-def build_app():
-    """One `gr.Blocks` with a tab per registered topic."""
+_WARMED: set[str] = set()  # the engines whose warm-up has started
+
+
+def warm_up(topics) -> None:
+    """Import the engines (`apps/<topic>/side_by_side.py`: torch, the reference library) of `topics` in a
+    background thread, so a visitor's first click finds them loaded; each engine is started once."""
+    import threading
+
+    engines = []
+    for topic in topics:
+        engine = f"apps.{topic.slug}.side_by_side"
+        if engine not in _WARMED and importlib.util.find_spec(engine) is not None:
+            _WARMED.add(engine)
+            engines.append(engine)
+
+    def load() -> None:
+        for engine in engines:
+            importlib.import_module(engine)
+
+    if engines:
+        threading.Thread(target=load, name="warm-up", daemon=True).start()
+
+
+def family_page_opener(topics):
+    """The page-load handler of a family page: select the tab named by `?topic=<slug>` in the address,
+    and start loading the page's engines (the linked topic's first) in the background."""
     import gradio as gr
 
-    from apps import TOPICS
+    slugs = {topic.slug for topic in topics}
+
+    def open_family_page(request: gr.Request):
+        slug = request.query_params.get("topic") if request else None
+        warm_up(sorted(topics, key=lambda topic: topic.slug != slug))
+        return gr.Tabs(selected=slug) if slug in slugs else gr.skip()
+
+    return open_family_page
+
+
+def build_app():
+    """The home page (`/`), then one page per family (`/language`, `/images`, ...) with a tab per topic."""
+    import gradio as gr
+
+    from apps import FAMILIES, topics_by_family
+    from apps.about import tab as home
 
     with gr.Blocks(title="Side by Side") as blocks:
-        with gr.Tab("About", elem_id="home-about"):
-            importlib.import_module("apps.about.tab").build_tab()
-        for topic in TOPICS:
-            with gr.Tab(topic.title, elem_id=topic.element_id):
-                importlib.import_module(topic.tab_module).build_tab()
+        home.build_tab()
+    for family, topics in topics_by_family().items():
+        with blocks.route(FAMILIES[family], "/" + family):
+            with gr.Tabs() as tabs:
+                for topic in topics:
+                    with gr.Tab(topic.title, id=topic.slug, elem_id=topic.element_id):
+                        importlib.import_module(topic.tab_module).build_tab()
+            blocks.load(family_page_opener(topics), outputs=[tabs], api_name=False, show_progress="hidden")
     return blocks
 
 
@@ -84,7 +128,7 @@ def share_server_reachable(timeout: float = 2.0) -> bool:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
-        chosen = device.configure(arguments.device)
+        device.prefer(arguments.device)  # a named GPU is checked now; "auto" is resolved on first use
     except device.DeviceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -106,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         share = False
     import gradio as gr
 
-    print(f"Side by Side: models run on {chosen}.")
+    print(f"Side by Side: models run on device '{arguments.device}'.")
     build_app().queue().launch(
         server_name=arguments.host, server_port=arguments.port, share=share, theme=gr.themes.Soft()
     )

@@ -1,5 +1,7 @@
 """The topics of the app, grouped into families (one page each), in display order. Each entry names a
-module whose `build_tab()` adds one topic's components to the enclosing `gr.Blocks`. A topic is listed
+module whose `build_tab()` adds one topic's components to the enclosing `gr.Blocks`, and whose
+`API_EXAMPLES` (api_name -> valid arguments, the first entry being the topic's main action unless the
+module sets `MAIN_ACTION`) and `BROWSER_CHECK` the tests and the app benchmark use. A topic is listed
 here only once its tab works; adding a topic is one line below."""
 
 from dataclasses import dataclass
@@ -30,6 +32,11 @@ class Topic:
         """The HTML id of the tab's panel (for browser tests and custom CSS)."""
         return "tab-" + self.slug
 
+    @property
+    def link(self) -> str:
+        """The address that opens the topic: its family's page with the topic's tab selected."""
+        return f"/{self.family}?topic={self.slug}"
+
 
 TOPICS = (
     Topic("Text generation", "apps.textgen.tab", "language"),
@@ -40,3 +47,9 @@ TOPICS = (
     Topic("word2vec", "apps.word2vec.tab", "representations"),
     Topic("Boosting", "apps.boosting.tab", "tabular"),
 )
+
+
+def topics_by_family() -> dict[str, list[Topic]]:
+    """Family slug -> its topics, in navigation order; families without a topic are left out."""
+    grouped = {family: [topic for topic in TOPICS if topic.family == family] for family in FAMILIES}
+    return {family: topics for family, topics in grouped.items() if topics}

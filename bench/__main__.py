@@ -1,6 +1,7 @@
 """`python -m bench [topic ...]`: run the benchmarks of the named topics (all when none is named),
-write `bench/results/<topic>.json`, and regenerate the tables in README.md.
-`python -m bench --tables-only` rewrites the README tables from the existing results."""
+write `bench/results/<topic>.json`, and regenerate the tables in README.md and docs/<topic>.md.
+`python -m bench --tables-only` rewrites those tables from the existing results. `app` measures the
+app's start-up and first clicks; `gpu` checks every engine on CUDA (a one-line note without a GPU)."""
 
 import argparse
 import datetime
@@ -25,10 +26,13 @@ def available_topics() -> list[str]:
     )
 
 
-def run_topic(topic: str) -> Path:
+def run_topic(topic: str) -> Path | None:
+    """Run one benchmark and write its result; None when it had nothing to measure here."""
     benchmark = importlib.import_module(f"bench.{topic}")
     started = time.perf_counter()
     result = benchmark.run()
+    if result is None:
+        return None
     machine = device.describe()
     result.setdefault("topic", topic)
     result["date"] = datetime.date.today().isoformat()
@@ -48,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown topic(s) {', '.join(unknown)}; choose from {', '.join(topics)}")
     if not arguments.tables_only:
         for topic in arguments.topics or topics:
-            print(f"wrote {run_topic(topic)}")
-    changed = results.update_readme(ROOT / "README.md", results.load_results())
+            written = run_topic(topic)
+            if written:
+                print(f"wrote {written}")
+    loaded = results.load_results()
+    changed = results.update_readme(ROOT / "README.md", loaded)
     print("README tables regenerated" if changed else "README tables already up to date")
+    for page in results.update_docs(loaded):
+        print(f"regenerated the tables of {page.relative_to(ROOT)}")
     return 0
 
 

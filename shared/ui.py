@@ -1,12 +1,18 @@
-"""UI pieces that every tab shares: the ours-vs-reference badges, the "read the code" panel, and the
-translation of our `ValueError`s into messages the user sees (`gr.Error`)."""
+"""UI pieces that every tab shares: the ours-vs-reference badges, the "read the code" panel, the
+validators of numbers and model names, and the translation of our `ValueError`s into messages the user
+sees (`gr.Error`). Imports gradio and the standard library only, so a tab that uses it stays light."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import html
+import importlib.util
 import inspect
+import math
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
@@ -66,15 +72,101 @@ def pyplot():
     return plt
 
 
-def source_of(*functions: Callable) -> str:
-    """The source code of the functions and classes that produced a result, one after the other."""
-    return "\n\n".join(inspect.getsource(function) for function in functions)
+@functools.cache
+def _parsed(module: str) -> tuple[str, list[ast.stmt]]:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"No module {module!r}.")
+    text = Path(spec.origin).read_text()
+    return text, ast.parse(text).body
 
 
-def code_panel(*functions: Callable, label: str = "Read the code that just ran") -> gr.Code:
-    """An accordion with the source of `functions` (updated by a handler returning `source_of(...)`)."""
+def _definition(module: str, names: list[str]) -> tuple[str, ast.AST]:
+    """The file text and the node of `names` (["Class", "method"]) in `module`, following `from x import
+    Name` and, for a method, the class's bases."""
+    text, body = _parsed(module)
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    node = next((child for child in body if isinstance(child, definitions) and child.name == names[0]), None)
+    if node is None:
+        for child in body:
+            if isinstance(child, ast.ImportFrom) and child.module and any(a.name == names[0] for a in child.names):
+                return _definition(child.module, names)
+        raise LookupError(f"No {'.'.join(names)!r} in {module}.")
+    if len(names) == 1:
+        return text, node
+    method = next((child for child in node.body if isinstance(child, definitions) and child.name == names[1]), None)
+    if method is not None:
+        return text, method
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            try:
+                return _definition(module, [base.id, names[1]])
+            except LookupError:
+                continue
+    raise LookupError(f"No {'.'.join(names)!r} in {module}.")
+
+
+@functools.cache
+def _source_by_name(name: str) -> str:
+    """The source of "package.module:Class.method" read from the files, without importing the module (so
+    a tab shows the code before its engine has loaded)."""
+    module, _, qualified_name = name.partition(":")
+    text, node = _definition(module, qualified_name.split("."))
+    first_line = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+    return textwrap.dedent("\n".join(text.splitlines()[first_line - 1 : node.end_lineno])) + "\n"
+
+
+def source_of(*code: Callable | str) -> str:
+    """The source code of the functions and classes that produced a result, one after the other. Each is
+    the object itself or its name as "package.module:Class.method" (read without importing the module)."""
+    return "\n\n".join(_source_by_name(item) if isinstance(item, str) else inspect.getsource(item) for item in code)
+
+
+def code_panel(*code: Callable | str, label: str = "Read the code that just ran") -> gr.Code:
+    """An accordion with the source of `code` (see `source_of`; updated by a handler returning `source_of(...)`)."""
     with gr.Accordion(label, open=False):
-        return gr.Code(source_of(*functions) if functions else "", language="python", label="source", interactive=False)
+        return gr.Code(source_of(*code) if code else "", language="python", label="source", interactive=False)
+
+
+MAX_MODEL_NAME = 200  # characters: Hub ids are at most 96; a folder path longer than this is a mistake
+
+
+def whole_number(value, name: str, minimum: float | None = None, maximum: float | None = None) -> int:
+    """`value` as an int, or a `ValueError` saying what is wrong: empty, not a number, a fraction (3.5), or
+    outside [minimum, maximum]. Integer inputs reach the app as floats through the API."""
+    bounds = (
+        f" from {minimum:,} to {maximum:,}"
+        if minimum is not None and maximum is not None
+        else f" of at least {minimum:,}"
+        if minimum is not None
+        else f" of at most {maximum:,}"
+        if maximum is not None
+        else ""
+    )
+    wanted = f"'{name}' must be a whole number{bounds}"
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{wanted}; got {value!r}.")
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"{wanted}; got {value}, which is not a whole number.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{wanted}; got {int(value):,}.")
+    return int(value)
+
+
+def hub_model_name(text: str | None) -> str:
+    """A Hub id or local folder typed by the user, stripped ("" when empty), or a `ValueError` when it is
+    too long to be one (at most 200 characters) or is not text."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ValueError(f"A model name is text (a Hub id such as 'gpt2' or a folder); got {type(text).__name__}.")
+    name = text.strip()
+    if len(name) > MAX_MODEL_NAME:
+        raise ValueError(
+            f"The model name is {len(name):,} characters long; a Hub id or folder path has at most "
+            f"{MAX_MODEL_NAME} (for example 'gpt2' or './my-model')."
+        )
+    return name
 
 
 def user_errors(function: Callable) -> Callable:
@@ -109,8 +201,29 @@ class Slider(gr.Slider):
     is_template = True  # rendered by the front end as a plain slider
 
     def preprocess(self, payload):
-        if payload is None:
-            raise gr.Error(f"'{self.label}' is empty: give a number from {self.minimum} to {self.maximum}.")
+        if payload is None or isinstance(payload, bool) or not isinstance(payload, (int, float)):
+            empty = "is empty" if payload is None else f"is {payload!r}"
+            raise gr.Error(f"'{self.label}' {empty}: give a number from {self.minimum} to {self.maximum}.")
+        if float(self.step).is_integer() and float(self.minimum).is_integer():  # a slider of whole numbers
+            user_errors(whole_number)(payload, self.label)
+        return super().preprocess(payload)
+
+
+class WholeNumber(gr.Number):
+    """A `gr.Number` of whole numbers (precision 0) that refuses a fraction such as 3.5 with a clear
+    message; Gradio's own rounds it silently to 4."""
+
+    is_template = True  # rendered by the front end as a plain number field
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, precision=0, **kwargs)
+
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.Number)
+
+    def preprocess(self, payload):
+        if payload is not None:  # empty stays None: the handler decides what an empty field means
+            user_errors(whole_number)(payload, self.label)
         return super().preprocess(payload)
 
 

@@ -38,3 +38,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def network_attempts(monkeypatch):
+    """Every connection beyond this machine that the code under test tries, refused and recorded (a test
+    of "fails fast offline" asserts the list stays empty instead of timing the failure)."""
+    import socket
+
+    attempts = []
+    connect = socket.socket.connect
+
+    def refuse_remote(self, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if host not in ("127.0.0.1", "::1", "localhost") and not str(host).startswith("/"):
+            attempts.append(address)
+            raise OSError("network refused by the test")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_remote)
+    return attempts

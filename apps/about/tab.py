@@ -1,36 +1,63 @@
-"""The About tab: what the app is, the device and library versions it runs on, and the comparison
-table of all topics, generated from `bench/results/*.json`."""
+"""The home page: what the app is, the family pages and their topics, the comparison table of all topics
+(each row linking to its topic), and the detailed numbers and this app's environment folded away. The
+tables are generated from `bench/results/*.json`."""
+
+from __future__ import annotations
 
 import gradio as gr
 
-from shared import device, results
-from shared.results import markdown_table
+from apps import FAMILIES, TOPICS, topics_by_family
 
 INTRODUCTION = """
 # Side by Side
-Every classic model of modern machine learning, implemented from scratch in plain PyTorch / NumPy,
-running next to the reference library's implementation (`transformers`, `diffusers`, `scikit-learn`,
-`gensim`, `xgboost`/`lightgbm`) with **the same weights** and **the same inputs**. Each tab shows
-both outputs, how far apart they are, how fast each one is, and the code that produced them.
-The numbers below come from `python -m bench` on the machine named in each result.
+Classic models of modern machine learning, implemented from scratch in plain PyTorch / NumPy, each
+running next to its reference library (`transformers`, `diffusers`, `scikit-learn`, `gensim`,
+`xgboost` / `lightgbm`) with **the same weights** and **the same inputs**. Every topic shows both
+outputs, how far apart they are, how fast each one is, and the code that produced them.
 """
+
+
+def link(topic) -> str:
+    """The topic's address relative to the home page (so links hold behind a proxy's path prefix too)."""
+    return topic.link.lstrip("/")
+
+
+def pages_markdown() -> str:
+    """One line per family page, with links that open each of its topics."""
+    lines = []
+    for family, topics in topics_by_family().items():
+        links = " · ".join(f"[{topic.title}]({link(topic)})" for topic in topics)
+        lines.append(f"- **[{FAMILIES[family]}]({family})**: {links}")
+    return "\n".join(lines)
+
+
+def comparison_markdown() -> str:
+    """One row per benchmarked topic (ours vs reference), read fresh from bench/results/, each linking to
+    its topic; topics without results yet are listed under the table."""
+    from shared import results
+
+    loaded = {result["topic"]: result for result in results.load_results()}
+    benchmarked = [loaded[topic.slug] for topic in TOPICS if topic.slug in loaded]
+    table = results.summary_table(benchmarked, links={topic.slug: link(topic) for topic in TOPICS})
+    waiting = [f"[{topic.title}]({link(topic)})" for topic in TOPICS if topic.slug not in loaded]
+    if waiting:
+        table += "\n\nNot benchmarked yet: " + ", ".join(waiting) + "."
+    return "## Ours vs reference\n\n" + table
+
+
+def details_markdown() -> str:
+    """Every result's detail tables (the app's start-up and first clicks included)."""
+    from shared import results
+
+    return results.details_markdown(results.load_results(), with_images=False)
 
 
 def environment_markdown() -> str:
     """The device and library versions of this running app."""
-    info = device.describe()
-    return markdown_table(["", "this app runs on"], [[key, value] for key, value in info.items()])
+    from shared import device
+    from shared.results import markdown_table
 
-
-def comparison_markdown() -> str:
-    """All topics' benchmark results as Markdown, read fresh from bench/results/."""
-    loaded = results.load_results()
-    return (
-        "## Ours vs reference\n\n"
-        + results.summary_table(loaded)
-        + "\n\n"
-        + results.details_markdown(loaded, with_images=False)
-    )
+    return markdown_table(["", "this app runs on"], [[key, value] for key, value in device.describe().items()])
 
 
 def refresh() -> tuple[str, str]:
@@ -39,15 +66,16 @@ def refresh() -> tuple[str, str]:
 
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
-    with gr.Row():
-        with gr.Column(scale=1):
-            environment = gr.Markdown(environment_markdown(), label="Environment")
-            refresh_button = gr.Button("Refresh", variant="primary")
-        with gr.Column(scale=3):
-            comparison = gr.Markdown(comparison_markdown(), label="Comparison")
+    gr.Markdown(pages_markdown())
+    comparison = gr.Markdown(comparison_markdown())
+    with gr.Accordion("Details: every measurement, where and when it was made", open=False):
+        gr.Markdown(details_markdown())
+    with gr.Accordion("This app's environment (device and library versions)", open=False):
+        environment = gr.Markdown("Press Refresh to read the device and the library versions.")
+        refresh_button = gr.Button("Refresh", variant="primary")
     refresh_button.click(refresh, outputs=[environment, comparison], api_name="about_refresh")
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
 API_EXAMPLES = {"about_refresh": ()}
-BROWSER_CHECK = {"button": "Refresh", "expect_text": "Ours vs reference"}
+BROWSER_CHECK = {"button": "Refresh", "expect_text": "this app runs on"}

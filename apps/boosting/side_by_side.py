@@ -13,11 +13,11 @@ from sklearn import ensemble as sk_ensemble
 from sklearn import metrics
 from sklearn.tree import DecisionTreeClassifier as SkDecisionTreeClassifier
 
+from apps.boosting import ALGORITHMS
 from apps.boosting import model as ours
 from apps.boosting.data import Table, impute_median, train_test
 from apps.boosting.tree import Tree
 
-ALGORITHMS = ("Random forest", "AdaBoost (SAMME)", "Gradient boosting", "Histogram boosting (XGBoost-style)")
 MAX_TRAIN_ROWS = {
     "Random forest": 20_000,
     "AdaBoost (SAMME)": 20_000,

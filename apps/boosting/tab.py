@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 import gradio as gr
-import numpy as np
-import pandas as pd
 
-from apps.boosting import data
-from apps.boosting import side_by_side as sbs
-from apps.boosting.model import (
-    AdaBoostClassifier,
-    GradientBoostingClassifier,
-    HistBoostingClassifier,
-    RandomForestClassifier,
-)
-from apps.boosting.tree import best_split
-from shared.ui import Slider, code_panel, pyplot, source_of, user_errors
+from apps.boosting import ALGORITHMS
+from shared.ui import Slider, WholeNumber, code_panel, pyplot, source_of, user_errors
+
+if TYPE_CHECKING:
+    from apps.boosting import data
+    from apps.boosting import side_by_side as sbs
 
 INTRODUCTION = """
 ## Boosting and forests: our trees beside scikit-learn, XGBoost and LightGBM
@@ -29,22 +24,28 @@ rows with the same hyperparameters** and scored on the same held-out quarter of 
 bundled table (some have categories and missing values) or upload a CSV and choose its target.
 """
 UPLOAD = "upload a CSV"
+MODEL = "apps.boosting.model:"
 CODE_SHOWN = {
-    "Random forest": (RandomForestClassifier.fit,),
-    "AdaBoost (SAMME)": (AdaBoostClassifier.fit,),
-    "Gradient boosting": (GradientBoostingClassifier._leaf_value, best_split),
-    "Histogram boosting (XGBoost-style)": (HistBoostingClassifier.fit,),
+    "Random forest": (MODEL + "RandomForestClassifier.fit",),
+    "AdaBoost (SAMME)": (MODEL + "AdaBoostClassifier.fit",),
+    "Gradient boosting": (MODEL + "GradientBoostingClassifier._leaf_value", "apps.boosting.tree:best_split"),
+    "Histogram boosting (XGBoost-style)": (MODEL + "HistBoostingClassifier.fit",),
 }
+FIRST_TABLE = "breast_cancer"
 
 
 @functools.lru_cache(maxsize=4)
 def uploaded_table(path: str, target: str | None, modified: float | None) -> data.Table:
     """An uploaded CSV, parsed once for the events that follow (choosing the target, training, the
     boundary); a file changed on disk is parsed again."""
+    from apps.boosting import data
+
     return data.table_from_csv(path, target)
 
 
 def load(choice: str, csv_file, target: str | None) -> data.Table:
+    from apps.boosting import data
+
     if choice == UPLOAD:
         if csv_file is None:
             raise ValueError("Upload a CSV file first (or pick a bundled table).")
@@ -57,6 +58,8 @@ def load(choice: str, csv_file, target: str | None) -> data.Table:
 @user_errors
 def describe_table(choice, csv_file):
     """After a table or file is chosen: its target choices and its feature names for the boundary."""
+    from apps.boosting import data
+
     if choice == UPLOAD:
         if csv_file is None:
             return (
@@ -72,7 +75,7 @@ def describe_table(choice, csv_file):
             gr.update(choices=[], value=None),
             f"{len(columns)} columns. Choose the column to predict.",
         )
-    table = data.load_table(choice)
+    table = load(choice, None, None)
     return (gr.update(choices=[], value=None, visible=False), *feature_choices(table), table_summary(table))
 
 
@@ -90,6 +93,12 @@ def describe_target(choice, csv_file, target):
         return gr.update(), gr.update(), ""
     table = load(UPLOAD, csv_file, target)
     return (*feature_choices(table), table_summary(table))
+
+
+@user_errors
+def describe_features(choice, csv_file, target):
+    """The boundary's feature choices for the chosen table (filled when the boundary panel opens)."""
+    return feature_choices(load(choice, csv_file, target))
 
 
 def feature_choices(table: data.Table):
@@ -115,7 +124,9 @@ def table_summary(table: data.Table) -> str:
     return "\n".join(lines + [f"- {note}" for note in table.notes])
 
 
-def results_frame(comparison: sbs.Comparison) -> pd.DataFrame:
+def results_frame(comparison: sbs.Comparison):
+    import pandas as pd
+
     rows = []
     for contender in comparison.contenders:
         row = {"model": contender.name}
@@ -156,6 +167,8 @@ def curves_figure(comparison: sbs.Comparison):
 
 
 def importance_figure(comparison: sbs.Comparison, top: int = 15):
+    import numpy as np
+
     plt = pyplot()
     names = comparison.table.feature_names
     ours, reference = comparison.ours.importances, comparison.reference.importances
@@ -180,6 +193,8 @@ def importance_figure(comparison: sbs.Comparison, top: int = 15):
 
 def tree_figure(tree, table: data.Table, max_depth: int = 3):
     """Our first tree, boxes and arrows, down to `max_depth` levels."""
+    import numpy as np
+
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(11, 4.8))
     axis.axis("off")
@@ -238,6 +253,8 @@ def tree_figure(tree, table: data.Table, max_depth: int = 3):
 
 
 def boundary_figure(table: data.Table, first: str, second: str, grid_x, grid_y, surfaces, X_test, y_test):
+    import numpy as np
+
     plt = pyplot()
     figure, axes = plt.subplots(1, len(surfaces), figsize=(11, 4.5), sharey=True)
     for axis, (name, surface) in zip(np.atleast_1d(axes), surfaces):
@@ -263,6 +280,8 @@ def boundary_figure(table: data.Table, first: str, second: str, grid_x, grid_y, 
 def settings_from(
     algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed
 ) -> sbs.Settings:
+    from apps.boosting import side_by_side as sbs
+
     return sbs.Settings(
         algorithm=algorithm,
         n_estimators=int(n_estimators),
@@ -290,6 +309,8 @@ def train(
     seed,
     progress=gr.Progress(),
 ):
+    from apps.boosting import side_by_side as sbs
+
     table = load(choice, csv_file, target)
     settings = settings_from(algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed)
     comparison = sbs.compare(table, settings, progress=lambda fraction, text: progress(fraction, desc=text))
@@ -321,6 +342,8 @@ def draw_boundary(
     second,
     progress=gr.Progress(),
 ):
+    from apps.boosting import side_by_side as sbs
+
     progress(0.1, desc="training on two features")
     table = load(choice, csv_file, target)
     settings = settings_from(algorithm, n_estimators, learning_rate, max_depth, subsample, reg_lambda, gamma, seed)
@@ -329,11 +352,12 @@ def draw_boundary(
 
 
 def build_tab() -> None:
+    from apps.boosting.data import TABLES  # names and descriptions only: the tables load on first use
+
     gr.Markdown(INTRODUCTION)
-    first_table = data.load_table("breast_cancer")
     with gr.Row():
         with gr.Column(scale=2):
-            choice = gr.Dropdown([*data.TABLES, UPLOAD], value="breast_cancer", label="Table")
+            choice = gr.Dropdown([*TABLES, UPLOAD], value=FIRST_TABLE, label="Table")
             csv_file = gr.File(
                 label="or upload a CSV (at most 50 MB)",
                 file_types=[".csv", ".txt", ".tsv"],
@@ -343,7 +367,7 @@ def build_tab() -> None:
             target = gr.Dropdown(
                 [], label="Column to predict", visible=False, allow_custom_value=True
             )  # checked by the data layer, with the column list
-            algorithm = gr.Radio(list(sbs.ALGORITHMS), value="Gradient boosting", label="Algorithm")
+            algorithm = gr.Radio(list(ALGORITHMS), value="Gradient boosting", label="Algorithm")
             with gr.Row():
                 n_estimators = Slider(1, 500, value=100, step=1, label="Trees (rounds)")
                 learning_rate = Slider(0.01, 1.0, value=0.1, step=0.01, label="Learning rate")
@@ -353,10 +377,10 @@ def build_tab() -> None:
             with gr.Accordion("XGBoost-style regularisation", open=False):
                 reg_lambda = Slider(0.0, 10.0, value=1.0, step=0.1, label="lambda (L2 on leaf weights)")
                 gamma = Slider(0.0, 10.0, value=0.0, step=0.1, label="gamma (minimum gain to split)")
-            seed = gr.Number(0, precision=0, label="Seed")
+            seed = WholeNumber(0, label="Seed")
             train_button = gr.Button("Train side by side", variant="primary")
         with gr.Column(scale=3):
-            notes = gr.Markdown(table_summary(first_table))
+            notes = gr.Markdown(TABLES[FIRST_TABLE])
             results = gr.Dataframe(
                 label="Held-out scores and times (same rows, same hyperparameters)", interactive=False
             )
@@ -364,13 +388,10 @@ def build_tab() -> None:
                 curves = gr.Plot(label="Learning curves")
                 importances = gr.Plot(label="Importances")
             tree = gr.Plot(label="Our first tree")
-            with gr.Accordion("Decision boundary on two features", open=False):
-                with gr.Row():
-                    names = first_table.feature_names
-                    first = gr.Dropdown(
-                        names, value=names[0], label="x feature", allow_custom_value=True
-                    )  # checked against the chosen table
-                    second = gr.Dropdown(names, value=names[1], label="y feature", allow_custom_value=True)
+            with gr.Accordion("Decision boundary on two features", open=False) as boundary_panel:
+                with gr.Row():  # the features are checked against the chosen table
+                    first = gr.Dropdown([], label="x feature", allow_custom_value=True)
+                    second = gr.Dropdown([], label="y feature", allow_custom_value=True)
                     boundary_button = gr.Button("Draw the boundary")
                 boundary = gr.Plot(label="Ours | reference")
     code = code_panel(*CODE_SHOWN["Gradient boosting"])
@@ -394,6 +415,7 @@ def build_tab() -> None:
     target.change(
         describe_target, inputs=[choice, csv_file, target], outputs=[first, second, notes], api_name="boosting_target"
     )
+    boundary_panel.expand(describe_features, inputs=[choice, csv_file, target], outputs=[first, second], api_name=False)
     train_button.click(
         train, inputs=parameters, outputs=[notes, results, curves, importances, tree, code], api_name="boosting_train"
     )
@@ -402,10 +424,10 @@ def build_tab() -> None:
     )
 
 
-API_EXAMPLES = {
+API_EXAMPLES = {  # the first is the topic's main action
+    "boosting_train": ("iris", None, None, "Gradient boosting", 20, 0.1, 3, 1.0, 1.0, 0.0, 0),
     "boosting_table": ("wine", None),
     "boosting_target": ("breast_cancer", None, None),
-    "boosting_train": ("iris", None, None, "Gradient boosting", 20, 0.1, 3, 1.0, 1.0, 0.0, 0),
     "boosting_boundary": (
         "iris",
         None,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.diffusion import MAX_IMAGES, SAMPLERS, SHIPPED
 from apps.diffusion.model import NoiseSchedule, ScheduleConfig, UNet, UNetConfig, sample
 from apps.diffusion.reference import load_diffusers_unet, schedule_to_diffusers, unet_to_diffusers
 from shared.checkpoint import load_model
@@ -20,9 +21,6 @@ from shared.images import image_grid
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusion"
 TRAIN_COMMAND = "python -m apps.diffusion.train"
-SHIPPED = "shipped MNIST UNet"
-SAMPLERS = ("DDIM", "DDPM")
-MAX_IMAGES = 64
 # Network calls per request and side (images x steps) for the shipped 1.1 M-parameter UNet: at most about
 # 15 s per side on 2 CPU cores (4 ms per image and step in batches, 10 ms for a lone image). Bigger models
 # get a proportionally smaller budget.

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import gradio as gr
 
-from apps.diffusion import side_by_side as sbs
-from apps.diffusion.model import ddim_step, ddpm_step, predict_x0, sample
+from apps.diffusion import MAX_IMAGES, SAMPLERS, SHIPPED
 from shared.device import gpu_task
-from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
+from shared.ui import (
+    Slider,
+    WholeNumber,
+    code_panel,
+    comparison_badges,
+    hub_model_name,
+    notes_markdown,
+    pyplot,
+    source_of,
+    user_errors,
+)
 
-CODE_SHOWN = {"DDIM": (sample, ddim_step, predict_x0), "DDPM": (sample, ddpm_step, predict_x0)}
+MODEL = "apps.diffusion.model:"
+CODE_SHOWN = {
+    "DDIM": (MODEL + "sample", MODEL + "ddim_step", MODEL + "predict_x0"),
+    "DDPM": (MODEL + "sample", MODEL + "ddpm_step", MODEL + "predict_x0"),
+}
 # max |ours - diffusers| on [0, 1] pixels, same weights and noise: a quarter of one 8-bit grey level. Float
 # rounding (our channels-last convolutions sum in another order) grows over many deterministic DDIM steps.
 PIXEL_TOLERANCE = 1e-3
@@ -43,7 +56,9 @@ def quality_figure(report):
 @user_errors
 def load_model(name: str, progress=gr.Progress()):
     """Switch both columns to a diffusers UNet (Hub id or folder), or back to the shipped one when empty."""
-    name = (name or "").strip() or sbs.SHIPPED
+    from apps.diffusion import side_by_side as sbs
+
+    name = hub_model_name(name) or SHIPPED
     progress(0.1, desc=f"loading {name}")
     model = sbs.diffusion_model(name)
     config = model.unet.config
@@ -57,6 +72,8 @@ def load_model(name: str, progress=gr.Progress()):
 @user_errors
 def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(track_tqdm=True)):
     """Ours, then the diffusers pipeline; returns the 7 outputs of the tab."""
+    from apps.diffusion import side_by_side as sbs
+
     model = sbs.diffusion_model(model_name)
     request = sbs.SamplingRequest(sampler, steps, eta, seed, count)
     request.validate(model)
@@ -92,14 +109,14 @@ def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(
 
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
-    model_name = gr.State(sbs.SHIPPED)
+    model_name = gr.State(SHIPPED)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            sampler = gr.Radio(list(sbs.SAMPLERS), value="DDIM", label="Sampler")
+            sampler = gr.Radio(list(SAMPLERS), value="DDIM", label="Sampler")
             steps = Slider(1, 1000, value=20, step=1, label="Steps (DDPM was trained with 1,000)")
             eta = Slider(0, 1, value=0, step=0.05, label="eta (DDIM: 0 = deterministic, 1 = DDPM noise)")
-            count = Slider(1, sbs.MAX_IMAGES, value=16, step=1, label="Images")
-            seed = gr.Number(0, precision=0, minimum=0, label="Seed (the same noise on both sides)")
+            count = Slider(1, MAX_IMAGES, value=16, step=1, label="Images")
+            seed = WholeNumber(0, minimum=0, label="Seed (the same noise on both sides)")
             generate_button = gr.Button("Generate", variant="primary")
             with gr.Accordion("Use a diffusers UNet from the Hub (needs the internet)", open=False):
                 hub_name = gr.Textbox(
@@ -107,7 +124,7 @@ def build_tab() -> None:
                     placeholder="google/ddpm-cifar10-32, ./my-ddpm",
                 )
                 load_button = gr.Button("Load into ours and diffusers")
-                hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}**.")
+                hub_status = gr.Markdown(f"Using the **{SHIPPED}**.")
         with gr.Column(scale=3):
             notes = gr.Markdown()
             with gr.Row():

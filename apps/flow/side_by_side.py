@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from apps.diffusion.model import UNetConfig
-from apps.flow import toy
+from apps.flow import FLOWS, MAX_IMAGES, RECTIFIED, SOLVER_NAMES, TOY_MAX_STEPS, toy
 from apps.flow.model import (
     UNetVelocity,
     check_steps,
@@ -33,16 +33,11 @@ from apps.flow.train import CHECKPOINT_DIR, FLOW_CLASSES, REPORT_FILE, TRAIN_COM
 from shared.checkpoint import CheckpointError, load_model
 from shared.images import image_grid
 
-FLOWS = {"NICE": "nice", "RealNVP": "realnvp", "Glow": "glow"}
-RECTIFIED = {"1-rectified flow": "rectified", "2-rectified flow (after reflow)": "reflow"}
-SOLVER_NAMES = {"Euler": "euler", "Heun": "heun"}
-MAX_IMAGES = 64
 # images x steps per MNIST request and side: the 280 k-parameter UNet takes about 1.5 ms per image and step
 # on 2 CPU cores, so 3,200 calls are about 5 s per side.
 EVALUATION_BUDGET = 3_200
 TOY_POINTS = 2_000
 TOY_TRAJECTORIES = 40
-TOY_MAX_STEPS = 200
 REFERENCE_BITS_PER_DIM = 4.34  # NICE on MNIST, as pytorch-generative's README reports it
 
 
@@ -225,9 +220,8 @@ class RectifiedRequest:
         if self.count * self.steps > EVALUATION_BUDGET:
             raise ValueError(
                 f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per "
-                "side, more than this CPU "
-                f"answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps (after reflow, 1-4 steps "
-                "already give digits)."
+                f"side, more than this CPU answers quickly ({EVALUATION_BUDGET:,}). Use fewer images or steps "
+                "(after reflow, 1-4 steps already give digits)."
             )
 
 

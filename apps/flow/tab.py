@@ -6,18 +6,16 @@ UI only: the work is in side_by_side.py."""
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
 
-from apps.flow import side_by_side as sbs
-from apps.flow import toy
-from apps.flow.model import Coupling, euler_step, heun_step, rectified_flow_loss, sample_ode
+from apps.flow import FLOWS, MAX_IMAGES, RECTIFIED, SOLVER_NAMES, TOY_DENSITIES, TOY_KINDS, TOY_MAX_STEPS
 from shared.device import gpu_task
-from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
+from shared.ui import Slider, WholeNumber, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
+MODEL = "apps.flow.model:"
 CODE_SHOWN = {
-    "toy": (rectified_flow_loss, sample_ode, euler_step, heun_step),
-    "flow": (Coupling,),
-    "rectified": (sample_ode, euler_step),
+    "toy": (MODEL + "rectified_flow_loss", MODEL + "sample_ode", MODEL + "euler_step", MODEL + "heun_step"),
+    "flow": (MODEL + "Coupling",),
+    "rectified": (MODEL + "sample_ode", MODEL + "euler_step"),
 }
 # max |ours - diffusers| on [0, 1] pixels, same velocity model and noise: float rounding only
 PIXEL_TOLERANCE = 1e-4
@@ -34,15 +32,19 @@ Below: 2-D densities that train right here in seconds, then the shipped MNIST mo
 """
 
 
-def scatter(axis, points: np.ndarray, title: str, colour: str) -> None:
+def scatter(axis, points, title: str, colour: str) -> None:
+    """(N, 2) points on the toy's square."""
+    from apps.flow.toy import PLOT_LIMIT as limit
+
     axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color=colour)
-    limit = toy.PLOT_LIMIT
     axis.set(xlim=(-limit, limit), ylim=(-limit, limit), title=title, xticks=[], yticks=[], aspect="equal")
 
 
-def toy_figure(view: sbs.ToyView, steps: int, solver: str):
-    """RealNVP: data, samples, density heat map. Rectified flow: data, samples before and after reflow,
-    and the trajectories of both from the same noise."""
+def toy_figure(view, steps: int, solver: str):
+    """A `side_by_side.ToyView` drawn. RealNVP: data, samples, density heat map. Rectified flow: data,
+    samples before and after reflow, and the trajectories of both from the same noise."""
+    from apps.flow import toy
+
     plt = pyplot()
     if view.log_density is not None:
         figure, axes = plt.subplots(1, 3, figsize=(13, 4.4))
@@ -98,6 +100,8 @@ def toy_figure(view: sbs.ToyView, steps: int, solver: str):
 @user_errors
 def toy_run(density, kind, steps, solver, seed, progress=gr.Progress()):
     """Train (in this request, unless trained already) and plot."""
+    from apps.flow import side_by_side as sbs
+
     view = sbs.toy_view(
         density, kind, steps, solver, seed, progress=lambda fraction, text: progress(fraction, desc=text)
     )
@@ -119,6 +123,8 @@ def toy_run(density, kind, steps, solver, seed, progress=gr.Progress()):
 @user_errors
 def flow_run(name, temperature, count, seed, progress=gr.Progress()):
     """Samples of a shipped normalizing flow and the three flows' held-out bits/dim."""
+    from apps.flow import side_by_side as sbs
+
     progress(0.1, desc=f"loading {name}")
     result = sbs.flow_samples(name, temperature, count, seed)
     rows = " · ".join(f"{label} **{value:.3f}**" for label, value in result.bits_per_dim.items())
@@ -134,6 +140,8 @@ def flow_run(name, temperature, count, seed, progress=gr.Progress()):
 @user_errors
 def rectified_run(model, steps, seed, count, progress=gr.Progress()):
     """Ours, then the diffusers scheduler loop, on the same velocity model and noise."""
+    from apps.flow import side_by_side as sbs
+
     request = sbs.RectifiedRequest(model, steps, seed, count)
     request.validate()
     progress(0.1, desc="ours")
@@ -161,8 +169,8 @@ def rectified_run(model, steps, seed, count, progress=gr.Progress()):
 
 
 def count_seed_and_button(seed_label: str, button_label: str):
-    count = Slider(1, sbs.MAX_IMAGES, value=16, step=1, label="Images")
-    seed = gr.Number(0, precision=0, minimum=0, label=seed_label)
+    count = Slider(1, MAX_IMAGES, value=16, step=1, label="Images")
+    seed = WholeNumber(0, minimum=0, label=seed_label)
     return count, seed, gr.Button(button_label, variant="primary")
 
 
@@ -171,11 +179,11 @@ def build_tab() -> None:
     gr.Markdown("### 2-D densities, trained in your request (about 10 s on 2 CPU cores)")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            density = gr.Dropdown(list(toy.DENSITIES), value="two moons", label="Density")
-            kind = gr.Radio(list(toy.KINDS), value=toy.KINDS[1], label="Model")
-            steps = Slider(1, sbs.TOY_MAX_STEPS, value=4, step=1, label="ODE steps (rectified flow)")
-            solver = gr.Radio(list(sbs.SOLVER_NAMES), value="Euler", label="Solver")
-            toy_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+            density = gr.Dropdown(list(TOY_DENSITIES), value="two moons", label="Density")
+            kind = gr.Radio(list(TOY_KINDS), value=TOY_KINDS[1], label="Model")
+            steps = Slider(1, TOY_MAX_STEPS, value=4, step=1, label="ODE steps (rectified flow)")
+            solver = gr.Radio(list(SOLVER_NAMES), value="Euler", label="Solver")
+            toy_seed = WholeNumber(0, minimum=0, label="Seed")
             toy_button = gr.Button("Train and plot", variant="primary")
         with gr.Column(scale=3):
             toy_notes = gr.Markdown()
@@ -184,7 +192,7 @@ def build_tab() -> None:
     gr.Markdown("### MNIST: the shipped normalizing flows")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            flow_name = gr.Radio(list(sbs.FLOWS), value="Glow", label="Flow")
+            flow_name = gr.Radio(list(FLOWS), value="Glow", label="Flow")
             temperature = Slider(
                 0.05, 2, value=0.7, step=0.05, label="Temperature (spread of the latents; 1 = as trained)"
             )
@@ -196,7 +204,7 @@ def build_tab() -> None:
     gr.Markdown("### MNIST: rectified flow, our Euler sampler beside diffusers' `FlowMatchEulerDiscreteScheduler`")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            rectified_model = gr.Radio(list(sbs.RECTIFIED), value=list(sbs.RECTIFIED)[0], label="Model")
+            rectified_model = gr.Radio(list(RECTIFIED), value=list(RECTIFIED)[0], label="Model")
             rectified_steps = Slider(1, 1000, value=4, step=1, label="Euler steps")
             rectified_count, rectified_seed, rectified_button = count_seed_and_button(
                 "Seed (the same noise on both sides)", "Generate digits"
@@ -235,9 +243,9 @@ def build_tab() -> None:
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
-API_EXAMPLES = {
-    "flow_toy": ("two moons", toy.KINDS[1], 4, "Euler", 0),
+API_EXAMPLES = {  # the first is the topic's main action
+    "flow_rectified": (list(RECTIFIED)[1], 2, 0, 4),
+    "flow_toy": ("two moons", TOY_KINDS[1], 4, "Euler", 0),
     "flow_sample": ("Glow", 0.7, 4, 0),
-    "flow_rectified": (list(sbs.RECTIFIED)[1], 2, 0, 4),
 }
 BROWSER_CHECK = {"button": "Generate digits", "expect_text": "max |difference|", "timeout_ms": 60_000}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from apps.flow import TOY_DENSITIES, TOY_KINDS
 from apps.flow.model import CouplingFlow, CouplingFlowConfig, rectified_flow_loss, reflow_pairs
 
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -60,7 +61,7 @@ def eight_gaussians(count: int, generator: torch.Generator) -> torch.Tensor:
     return centres + 0.15 * torch.randn(count, 2, generator=generator)
 
 
-DENSITIES = {"two moons": two_moons, "rings": rings, "checkerboard": checkerboard, "8 gaussians": eight_gaussians}
+DENSITIES = dict(zip(TOY_DENSITIES, (two_moons, rings, checkerboard, eight_gaussians)))
 PLOT_LIMIT = 3.2  # the plots show [-PLOT_LIMIT, PLOT_LIMIT]^2
 
 
@@ -157,7 +158,7 @@ class ToyFlows:
     seconds: float = 0.0
 
 
-KINDS = ("RealNVP (exact likelihood)", "rectified flow + reflow")
+KINDS = TOY_KINDS
 
 
 def train_toy(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from apps.textgen import MAX_NEW_TOKENS, SHIPPED
 from apps.textgen.baselines import KneserNeyNGram, LSTMConfig, LSTMLanguageModel, NGramConfig
 from apps.textgen.model import GPT, GPTConfig, check_sampling_args
 from apps.textgen.tokenizer import BPETokenizer
@@ -26,8 +27,6 @@ from shared.device import current_device
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "textgen"
 TRAIN_COMMAND = "python -m apps.textgen.train"
-MAX_NEW_TOKENS = 512
-SHIPPED = "shipped"  # the name of the shipped GPT in the model registry below
 
 
 @dataclass

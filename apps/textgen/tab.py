@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import gradio as gr
 
-from apps.textgen import side_by_side as sbs
-from apps.textgen.baselines import KneserNeyNGram, LSTMLanguageModel
-from apps.textgen.model import GPT, sample_next_token
+from apps.textgen import MAX_NEW_TOKENS, SHIPPED
 from shared.device import gpu_task
-from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
+from shared.ui import (
+    Slider,
+    WholeNumber,
+    code_panel,
+    comparison_badges,
+    hub_model_name,
+    notes_markdown,
+    pyplot,
+    source_of,
+    user_errors,
+)
 
 GPT_CHOICE, LSTM_CHOICE, NGRAM_CHOICE = "GPT (ours) vs transformers GPT-2", "LSTM (ours)", "Kneser-Ney n-gram (ours)"
 MODEL_KINDS = {GPT_CHOICE: "gpt", LSTM_CHOICE: "lstm", NGRAM_CHOICE: "ngram"}
 CODE_SHOWN = {
-    "gpt": (GPT.stream, sample_next_token),
-    "lstm": (LSTMLanguageModel.generate,),
-    "ngram": (KneserNeyNGram.next_token_distribution,),
+    "gpt": ("apps.textgen.model:GPT.stream", "apps.textgen.model:sample_next_token"),
+    "lstm": ("apps.textgen.baselines:LSTMLanguageModel.generate",),
+    "ngram": ("apps.textgen.baselines:KneserNeyNGram.next_token_distribution",),
 }
 EXAMPLE_PROMPT = "The history of mathematics"
 STREAM_EVERY = 4  # tokens between screen updates while streaming
+MAX_PROMPT_CHARACTERS = 20_000  # far more than the context window holds; only the prompt's end is used
 
 INTRODUCTION = """
 ## Text generation: our GPT beside `transformers` GPT-2
@@ -53,7 +62,7 @@ def probability_figure(rows: list[tuple[str, int, str, float]]):
     return figure
 
 
-def highlighted_pieces(models: sbs.TextModels, ids: list[int]) -> list[tuple[str, str]]:
+def highlighted_pieces(models, ids: list[int]) -> list[tuple[str, str]]:
     """(piece, "#id") pairs for gr.HighlightedText; newlines shown as ↵ so every piece is visible."""
     return [(piece.replace("\n", "↵"), f"#{token_id}") for piece, token_id in zip(models.pieces(ids), ids)]
 
@@ -61,7 +70,9 @@ def highlighted_pieces(models: sbs.TextModels, ids: list[int]) -> list[tuple[str
 @user_errors
 def load_gpt(name: str, progress=gr.Progress()):
     """Switch the GPT column to a Hub / local GPT-2, or back to the shipped model when empty."""
-    name = (name or "").strip() or sbs.SHIPPED
+    from apps.textgen import side_by_side as sbs
+
+    name = hub_model_name(name) or SHIPPED
     progress(0.1, desc=f"loading {name}")
     models = sbs.text_models(name)
     parameters = models.gpt.num_parameters()
@@ -77,22 +88,34 @@ def load_gpt(name: str, progress=gr.Progress()):
 @gpu_task  # outermost: on a ZeroGPU Space the whole request holds the GPU
 @user_errors
 def generate(prompt, model_choice, max_new_tokens, temperature, top_k, top_p, seed, gpt_name):
-    """Stream ours, then run the reference on the same weights; yields the 7 outputs of the tab."""
+    """Stream ours, then run the reference on the same weights; yields the 7 outputs of the tab.
+
+    The prompt's pieces, the chart and the code go out with the first and the last update only; the
+    updates while streaming carry the growing text (re-sending a chart each time costs more than the model)."""
+    from apps.textgen import side_by_side as sbs
+
     if model_choice not in MODEL_KINDS:
         raise ValueError(f"Unknown model {model_choice!r}; choose one of: {', '.join(MODEL_KINDS)}.")
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise ValueError(
+            f"The prompt is {len(prompt):,} characters long; give at most {MAX_PROMPT_CHARACTERS:,} "
+            "(the model reads only its last few hundred tokens)."
+        )
     kind = MODEL_KINDS[model_choice]
     request = sbs.GenerationRequest(prompt or "", max_new_tokens, temperature, top_k, top_p, seed)
-    models = sbs.text_models(gpt_name if kind == "gpt" else sbs.SHIPPED)
+    models = sbs.text_models(gpt_name if kind == "gpt" else SHIPPED)
     ids = sbs.prompt_ids(models, request)
+    shown_prompt = "" if ids == [models.eot_id] else models.decode(ids)
     pieces = highlighted_pieces(models, ids)
     figure = probability_figure(sbs.next_token_table(kind, models, ids))
-    code = source_of(*CODE_SHOWN[kind])
-    shown_prompt = "" if ids == [models.eot_id] else models.decode(ids)
+    rest = pieces, figure, source_of(*CODE_SHOWN[kind])  # sent first and last (the last is what an API caller gets)
+    yield notes_markdown(request.notes), shown_prompt, "", "", *rest
+    unchanged = gr.skip()
     stream = sbs.stream_ours(models, ids, request) if kind == "gpt" else sbs.stream_baseline(kind, ids, request)
     ours = sbs.Run([], 0.0)
     for count, ours in enumerate(stream, start=1):
         if count % STREAM_EVERY == 1:
-            yield notes_markdown(request.notes), shown_prompt + models.decode(ours.ids), "", "", pieces, figure, code
+            yield unchanged, shown_prompt + models.decode(ours.ids), *[unchanged] * 5
     ours_text = shown_prompt + models.decode(ours.ids)
     speed = f"ours: {len(ours.ids)} tokens at {ours.tokens_per_second:,.0f} tokens/s"
     if kind != "gpt":
@@ -101,20 +124,10 @@ def generate(prompt, model_choice, max_new_tokens, temperature, top_k, top_p, se
             ours_text,
             "(the reference column runs only for the GPT)",
             comparison_badges(ours.seconds) + speed,
-            pieces,
-            figure,
-            code,
+            *rest,
         )
         return
-    yield (
-        notes_markdown(request.notes),
-        ours_text,
-        "running transformers generate ...",
-        comparison_badges(ours.seconds),
-        pieces,
-        figure,
-        code,
-    )
+    yield unchanged, ours_text, "running transformers generate ...", comparison_badges(ours.seconds), *[unchanged] * 3
     reference = sbs.run_reference(models, ids, request)
     label = "greedy tokens identical" if request.greedy else "sampled tokens identical (same seed)"
     badges = comparison_badges(
@@ -126,26 +139,24 @@ def generate(prompt, model_choice, max_new_tokens, temperature, top_k, top_p, se
         ours_text,
         shown_prompt + models.decode(reference.ids),
         badges + speed,
-        pieces,
-        figure,
-        code,
+        *rest,
     )
 
 
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
-    gpt_name = gr.State(sbs.SHIPPED)
+    gpt_name = gr.State(SHIPPED)
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPT, lines=3)
             model_choice = gr.Radio(list(MODEL_KINDS), value=GPT_CHOICE, label="Model")
             with gr.Row():
-                max_new_tokens = Slider(1, sbs.MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
+                max_new_tokens = Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
                 temperature = Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
-                top_k = gr.Number(0, precision=0, minimum=0, label="Top-k (0 = off)")
+                top_k = WholeNumber(0, minimum=0, label="Top-k (0 = off)")
                 top_p = Slider(0, 1, value=0.95, step=0.01, label="Top-p")
-                seed = gr.Number(0, precision=0, label="Seed")
+                seed = WholeNumber(0, label="Seed")
             generate_button = gr.Button("Generate", variant="primary")
             with gr.Accordion("Use a GPT-2 from the Hugging Face Hub (needs the internet)", open=False):
                 hub_name = gr.Textbox(
@@ -153,7 +164,7 @@ def build_tab() -> None:
                     placeholder="gpt2, distilgpt2, ./my-gpt2",
                 )
                 load_button = gr.Button("Load into ours and transformers")
-                hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}** model.")
+                hub_status = gr.Markdown(f"Using the **{SHIPPED}** model.")
         with gr.Column(scale=3):
             notes = gr.Markdown()
             with gr.Row():
@@ -180,3 +191,5 @@ API_EXAMPLES = {
     "textgen_load": ("",),
 }
 BROWSER_CHECK = {"button": "Generate", "expect_text": "tokens identical"}
+# What `python -m bench app` clicks (by default the first of API_EXAMPLES): 256 greedy tokens, streamed
+MAIN_ACTION = ("textgen_generate", (EXAMPLE_PROMPT, GPT_CHOICE, 256, 0, 0, 0.95, 0))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from apps.vit_mae import EXAMPLE_DIGITS, EXAMPLES, PHOTO, SHIPPED, UPLOAD
 from apps.vit_mae.data import PreparedImage, Preprocessing, prepare_image, preprocessing_for_hub, read_image
 from apps.vit_mae.model import MAE, MAEConfig, ViT, ViTConfig, attention_rollout, hidden_patch_mse
 from shared.checkpoint import load_model, resolve_folder
@@ -27,11 +28,6 @@ from shared.timing import fastest_run
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "vit_mae"
 TRAIN_COMMAND = "python -m apps.vit_mae.train"
-SHIPPED = "shipped MNIST models"
-UPLOAD = "your upload"
-PHOTO = "photo: china.jpg (scikit-learn)"
-EXAMPLE_DIGITS = {f"held-out digit {digit}": digit for digit in range(10)}
-EXAMPLES = (*EXAMPLE_DIGITS, PHOTO)
 MASK_GREY = 0.5  # how hidden patches are drawn in the "masked input" picture
 TOP = 5
 TIMING_REPEATS = 3  # each side runs this many times; the fastest run is reported

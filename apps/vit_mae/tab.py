@@ -6,15 +6,27 @@ side_by_side.py."""
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
 
-from apps.vit_mae import side_by_side as sbs
-from apps.vit_mae.model import MAE, ViT, attention_rollout, random_masking
+from apps.vit_mae import EXAMPLES, SHIPPED, UPLOAD
 from shared.device import gpu_task
-from shared.images import image_grid
-from shared.ui import ImageUpload, Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
+from shared.ui import (
+    ImageUpload,
+    Slider,
+    WholeNumber,
+    code_panel,
+    comparison_badges,
+    hub_model_name,
+    notes_markdown,
+    pyplot,
+    source_of,
+    user_errors,
+)
 
-CODE_SHOWN = {"reconstruct": (random_masking, MAE.encode, MAE.decode), "classify": (ViT.encode, attention_rollout)}
+MODEL = "apps.vit_mae.model:"
+CODE_SHOWN = {
+    "reconstruct": (MODEL + "random_masking", MODEL + "MAE.encode", MODEL + "MAE.decode"),
+    "classify": (MODEL + "ViT.encode", MODEL + "attention_rollout"),
+}
 DISPLAY_SIZE = 224  # small images are enlarged (nearest neighbour, so each pixel stays a crisp square) to about this
 # max |ours - transformers| on the predicted pixels / logits, same weights and noise: float rounding only
 TOLERANCE = 1e-4
@@ -30,16 +42,22 @@ Pick a held-out digit, the photo (to see what a digits model does with it), or u
 """
 
 
-def picture(pixels: np.ndarray) -> np.ndarray:
-    """(S, S, C) or (S, S) in [0, 1] -> uint8, enlarged to about DISPLAY_SIZE pixels."""
+def picture(pixels):
+    """(S, S, C) or (S, S) array in [0, 1] -> uint8, enlarged to about DISPLAY_SIZE pixels."""
+    import numpy as np
+
+    from shared.images import image_grid
+
     pixels = pixels if pixels.ndim == 3 else pixels[..., None]
     batch = np.clip(pixels, 0, 1).transpose(2, 0, 1)[None]  # (1, C, S, S)
     return image_grid(batch, columns=1, padding=0, scale=max(1, DISPLAY_SIZE // pixels.shape[0]))
 
 
-def classification_figure(result: sbs.Classification):
-    """Left: the top classes, our probability beside the reference's. Right: the image with the attention
-    rollout laid over it, one colour per patch."""
+def classification_figure(result):
+    """A `side_by_side.Classification` drawn. Left: the top classes, our probability beside the
+    reference's. Right: the image with the attention rollout laid over it, one colour per patch."""
+    import numpy as np
+
     plt = pyplot()
     figure, (bars, heat) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1.2, 1]})
     positions = np.arange(len(result.labels))
@@ -63,7 +81,9 @@ def classification_figure(result: sbs.Classification):
 @user_errors
 def load_models(mae_name: str, vit_name: str, progress=gr.Progress()):
     """Switch the MAE and the ViT to Hub / local checkpoints, or back to the shipped ones when empty."""
-    mae_name, vit_name = (mae_name or "").strip() or sbs.SHIPPED, (vit_name or "").strip() or sbs.SHIPPED
+    from apps.vit_mae import side_by_side as sbs
+
+    mae_name, vit_name = hub_model_name(mae_name) or SHIPPED, hub_model_name(vit_name) or SHIPPED
     progress(0.1, desc=f"loading {mae_name}")
     mae = sbs.autoencoders(mae_name)
     progress(0.5, desc=f"loading {vit_name}")
@@ -82,6 +102,8 @@ def load_models(mae_name: str, vit_name: str, progress=gr.Progress()):
 @user_errors
 def reconstruct(example, upload, mask_ratio, seed, mae_name, progress=gr.Progress()):
     """Ours, then transformers, on the same image and noise; returns the 8 outputs of the MAE panel."""
+    from apps.vit_mae import side_by_side as sbs
+
     progress(0.1, desc="loading the MAE")
     pair = sbs.autoencoders(mae_name)
     progress(0.3, desc="masking and rebuilding, ours and transformers")
@@ -117,6 +139,8 @@ def reconstruct(example, upload, mask_ratio, seed, mae_name, progress=gr.Progres
 @user_errors
 def classify(example, upload, vit_name, progress=gr.Progress()):
     """Our ViT and ViTForImageClassification on the same image; returns the 4 outputs of the ViT panel."""
+    from apps.vit_mae import side_by_side as sbs
+
     progress(0.1, desc="loading the ViT")
     pair = sbs.classifiers(vit_name)
     result = sbs.classify(pair, sbs.prepared(pair, example, upload))
@@ -137,14 +161,14 @@ def classify(example, upload, vit_name, progress=gr.Progress()):
 
 def describe_upload(upload):
     """A file was uploaded: use it (picking an example again switches back)."""
-    return gr.update(value=sbs.UPLOAD) if upload else gr.update()
+    return gr.update(value=UPLOAD) if upload else gr.update()
 
 
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
-    mae_name, vit_name = gr.State(sbs.SHIPPED), gr.State(sbs.SHIPPED)
+    mae_name, vit_name = gr.State(SHIPPED), gr.State(SHIPPED)
     with gr.Row():
-        example = gr.Dropdown([*sbs.EXAMPLES, sbs.UPLOAD], value=sbs.EXAMPLES[3], label="Image", scale=2)
+        example = gr.Dropdown([*EXAMPLES, UPLOAD], value=EXAMPLES[3], label="Image", scale=2)
         upload = ImageUpload(
             label="Or upload an image (any size; converted to the model's format with a note)", height=180, scale=2
         )
@@ -158,15 +182,14 @@ def build_tab() -> None:
                 placeholder="google/vit-base-patch16-224",
             )
             load_button = gr.Button("Load into ours and transformers")
-            hub_status = gr.Markdown(f"Using the **{sbs.SHIPPED}**.")
+            hub_status = gr.Markdown(f"Using the **{SHIPPED}**.")
     with gr.Tab("Masked reconstruction (MAE)"):
         with gr.Row():
             mask_ratio = Slider(
                 0, 1, value=0.75, step=0.05, label="Mask ratio (share of patches hidden; MAE trains at 0.75)", scale=3
             )
-            seed = gr.Number(
+            seed = WholeNumber(
                 0,
-                precision=0,
                 minimum=0,
                 label="Seed (which patches are hidden; the same noise on both sides)",
                 scale=2,
@@ -213,8 +236,8 @@ def build_tab() -> None:
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
 API_EXAMPLES = {
-    "vit_mae_reconstruct": (sbs.EXAMPLES[3], None, 0.75, 0),
-    "vit_mae_classify": (sbs.EXAMPLES[3], None),
+    "vit_mae_reconstruct": (EXAMPLES[3], None, 0.75, 0),
+    "vit_mae_classify": (EXAMPLES[3], None),
     "vit_mae_load": ("", ""),
 }
 BROWSER_CHECK = {"button": "Mask and rebuild", "expect_text": "masks identical", "timeout_ms": 60_000}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from apps.textgen.model import GPT, GPTConfig
+from apps.vqgan import CODECS, EXAMPLE_DIGITS, EXAMPLES, MAX_SAMPLES, UPLOAD
 from apps.vqgan.model import VQConfig, VQModel, perplexity_of, sample_codes
 from shared.checkpoint import load_model
 from shared.timing import fastest_run
@@ -26,11 +27,6 @@ from shared.uploads import picture_to_pixels, read_image
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "vqgan"
 TRAIN_COMMAND = "python -m apps.vqgan.train"
-CODECS = {"VQ-VAE": "vqvae", "VQGAN": "vqgan"}
-UPLOAD = "your upload"
-EXAMPLE_DIGITS = {f"held-out digit {digit}": digit for digit in range(10)}
-EXAMPLES = (*EXAMPLE_DIGITS, UPLOAD)
-MAX_SAMPLES = 64
 TIMING_REPEATS = 3  # each side runs this many times; the fastest run is reported
 PIXEL_BITS = 8  # an 8-bit grayscale pixel, for the compression ratio
 

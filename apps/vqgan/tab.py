@@ -5,18 +5,25 @@ and new digits sampled code by code from our GPT prior. UI only: the work is in 
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
-import torch
 
-from apps.vqgan import side_by_side as sbs
-from apps.vqgan.model import VectorQuantizer, VQModel, sample_codes
+from apps.vqgan import CODECS, EXAMPLES, MAX_SAMPLES
 from shared.device import gpu_task
-from shared.images import image_grid
-from shared.ui import ImageUpload, Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
+from shared.ui import (
+    ImageUpload,
+    Slider,
+    WholeNumber,
+    code_panel,
+    comparison_badges,
+    notes_markdown,
+    pyplot,
+    source_of,
+    user_errors,
+)
 
+MODEL = "apps.vqgan.model:"
 CODE_SHOWN = {
-    "reconstruct": (VQModel.forward, VectorQuantizer.forward),
-    "generate": (sample_codes, VQModel.decode_indices),
+    "reconstruct": (MODEL + "VQModel.forward", MODEL + "VectorQuantizer.forward"),
+    "generate": (MODEL + "sample_codes", MODEL + "VQModel.decode_indices"),
 }
 DISPLAY_SCALE = 8  # 28-pixel digits shown at 224 pixels, each pixel a crisp square
 # max |ours - diffusers| on the decoded pixels ([-1, 1] units), same weights and codes: float rounding only
@@ -34,8 +41,10 @@ generation tab) writes new index grids one code at a time, and the VQGAN decodes
 """
 
 
-def picture(images: torch.Tensor, value_range=(-1, 1)) -> np.ndarray:
-    """(N, 1, S, S) -> one enlarged uint8 picture."""
+def picture(images, value_range=(-1, 1)):
+    """(N, 1, S, S) tensor -> one enlarged uint8 picture."""
+    from shared.images import image_grid
+
     return image_grid(
         images,
         columns=min(len(images), 8),
@@ -45,8 +54,10 @@ def picture(images: torch.Tensor, value_range=(-1, 1)) -> np.ndarray:
     )
 
 
-def code_maps_figure(results: list[sbs.Reconstruction], codebook_size: int):
-    """Each codec's 7x7 grid of indices, coloured by index and labelled with it."""
+def code_maps_figure(results: list, codebook_size: int):
+    """Each codec's 7x7 grid of indices (`side_by_side.Reconstruction`s), coloured by index and labelled with it."""
+    import numpy as np
+
     plt = pyplot()
     figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4))
     for axis, result in zip(np.atleast_1d(axes), results):
@@ -59,8 +70,10 @@ def code_maps_figure(results: list[sbs.Reconstruction], codebook_size: int):
     return figure
 
 
-def usage_figure(usages: dict[str, sbs.CodebookUsage]):
-    """How often each codebook entry occurs in the 500 held-out digits, one panel per codec."""
+def usage_figure(usages: dict):
+    """How often each codebook entry occurs in the 500 held-out digits (codec -> `side_by_side.CodebookUsage`)."""
+    import numpy as np
+
     plt = pyplot()
     figure, axes = plt.subplots(len(usages), 1, figsize=(8, 2.2 * len(usages)), sharex=True)
     for axis, (name, usage) in zip(np.atleast_1d(axes), usages.items()):
@@ -75,7 +88,7 @@ def usage_figure(usages: dict[str, sbs.CodebookUsage]):
     return figure
 
 
-def reconstruction_badges(result: sbs.Reconstruction) -> str:
+def reconstruction_badges(result) -> str:
     badges = comparison_badges(
         result.ours_seconds,
         result.reference_seconds,
@@ -94,10 +107,12 @@ def reconstruction_badges(result: sbs.Reconstruction) -> str:
 @user_errors
 def reconstruct(example, upload, progress=gr.Progress()):
     """Both codecs, ours and diffusers, on one image; returns the 9 outputs of the reconstruction panel."""
+    from apps.vqgan import side_by_side as sbs
+
     progress(0.1, desc="loading the codecs")
     image = sbs.prepare(example, upload)
     results = []
-    for step, name in enumerate(sbs.CODECS):
+    for step, name in enumerate(CODECS):
         progress(0.2 + 0.35 * step, desc=f"{name}: ours and diffusers")
         results.append(sbs.reconstruct(sbs.codec(name), image.x))
     config = sbs.codec("VQGAN").config
@@ -109,7 +124,7 @@ def reconstruct(example, upload, progress=gr.Progress()):
     )
     badges = summary + "".join(reconstruction_badges(result) for result in results)
     progress(0.9, desc="codebook use over the held-out digits")
-    usages = {name: sbs.codebook_usage(name) for name in sbs.CODECS}
+    usages = {name: sbs.codebook_usage(name) for name in CODECS}
     vqvae, vqgan = results
     return (
         notes_markdown(image.notes),
@@ -128,6 +143,8 @@ def reconstruct(example, upload, progress=gr.Progress()):
 @user_errors
 def generate(temperature, top_k, seed, count, progress=gr.Progress()):
     """Codes from the prior, decoded by our VQGAN and by diffusers; returns the 5 outputs of the generation panel."""
+    from apps.vqgan import side_by_side as sbs
+
     request = sbs.GenerationRequest(temperature, top_k, seed, count)
     result = sbs.generate(
         request, on_step=lambda done, total: progress((done, total), desc="sampling codes", unit="codes")
@@ -159,7 +176,7 @@ def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            example = gr.Dropdown(list(sbs.EXAMPLES), value="held-out digit 3", label="Image")
+            example = gr.Dropdown(list(EXAMPLES), value="held-out digit 3", label="Image")
             upload = ImageUpload(label="Or upload any image (choose 'your upload' above)", height=200)
             reconstruct_button = gr.Button("Encode and decode", variant="primary")
             original = gr.Image(label="What the codecs read (28x28, grayscale)", type="numpy", interactive=False)
@@ -178,8 +195,8 @@ def build_tab() -> None:
         with gr.Column(scale=1, min_width=260):
             temperature = Slider(0, 2, value=1.0, step=0.05, label="Temperature (0: always the most likely code)")
             top_k = Slider(0, 128, value=0, step=1, label="top-k (0: all codes)")
-            seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-            count = Slider(1, sbs.MAX_SAMPLES, value=16, step=1, label="Images")
+            seed = WholeNumber(0, minimum=0, label="Seed")
+            count = Slider(1, MAX_SAMPLES, value=16, step=1, label="Images")
             generate_button = gr.Button("Generate", variant="primary")
         with gr.Column(scale=3):
             generate_notes = gr.Markdown()

@@ -9,13 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from apps.word2vec import ARCHITECTURE_NAMES, MAX_MAP_WORDS, MAX_NEIGHBOURS
 from apps.word2vec.reference import to_keyed_vectors
 from apps.word2vec.vectors import WordVectors
 from shared.data import word2vec_eval_file
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "word2vec"
-ARCHITECTURE_NAMES = {"skip-gram": "skipgram", "CBOW": "cbow"}
-MAX_NEIGHBOURS, MAX_MAP_WORDS = 50, 60
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,8 @@ gensim's (same text, same hyperparameters) side by side. UI only: the work is in
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
 
-from apps.word2vec import side_by_side as sbs
-from apps.word2vec.model import Word2Vec
-from apps.word2vec.vectors import WordVectors
+from apps.word2vec import ARCHITECTURE_NAMES, MAX_NEIGHBOURS
 from shared.ui import Slider, code_panel, comparison_badges, notes_markdown, pyplot, source_of, user_errors
 
 INTRODUCTION = """
@@ -23,11 +20,15 @@ On so little text, neighbours are good for common words (try *music*, *war*, *ri
 analogies fail (*father - man + woman* works); the same vectors loaded into both libraries give
 identical answers (tested in `tests/word2vec/test_reference.py`).
 """
-ARCHITECTURES = list(sbs.ARCHITECTURE_NAMES)
+ARCHITECTURES = list(ARCHITECTURE_NAMES)
+VECTORS = "apps.word2vec.vectors:WordVectors."
 EXAMPLE_MAP_WORDS = "king queen man woman prince princess france paris germany berlin italy rome one two three four"
 
 
-def neighbour_table(rows: list[tuple[str, float]]) -> pd.DataFrame:
+def neighbour_table(rows: list[tuple[str, float]]):
+    """(word, cosine) rows as a DataFrame."""
+    import pandas as pd
+
     return pd.DataFrame({"word": [word for word, _ in rows], "cosine": [round(score, 3) for word, score in rows]})
 
 
@@ -43,18 +44,22 @@ def shared_badge(
 
 @user_errors
 def find_neighbours(architecture, word, topn):
+    from apps.word2vec import side_by_side as sbs
+
     ours, theirs, ours_seconds, gensim_seconds, notes = sbs.neighbours(architecture, word, int(topn))
     return (
         neighbour_table(ours),
         neighbour_table(theirs),
         shared_badge(ours, theirs, ours_seconds, gensim_seconds),
         notes_markdown(notes),
-        source_of(WordVectors.most_similar, WordVectors.nearest),
+        source_of(VECTORS + "most_similar", VECTORS + "nearest"),
     )
 
 
 @user_errors
 def solve_analogy(architecture, a, b, c):
+    from apps.word2vec import side_by_side as sbs
+
     ours, theirs, ours_seconds, gensim_seconds, notes = sbs.analogy(architecture, a, b, c)
     heading = (
         f"**{a.strip()} - {b.strip()} + {c.strip()}**: ours says **{ours[0][0]}**, gensim says **{theirs[0][0]}**."
@@ -64,7 +69,7 @@ def solve_analogy(architecture, a, b, c):
         neighbour_table(theirs),
         shared_badge(ours, theirs, ours_seconds, gensim_seconds),
         notes_markdown([heading, *notes]),
-        source_of(WordVectors.analogy),
+        source_of(VECTORS + "analogy"),
     )
 
 
@@ -86,6 +91,8 @@ def map_figure(words: list[str], ours, theirs, method: str):
 
 @user_errors
 def draw_map(architecture, text, method, progress=gr.Progress()):
+    from apps.word2vec import side_by_side as sbs
+
     progress(0.2, desc=f"{method} of the chosen words")
     words, ours, theirs, notes = sbs.map_words(architecture, text or "", method)
     return map_figure(words, ours, theirs, method), notes_markdown(notes)
@@ -111,6 +118,10 @@ def evaluation_figure(rows):
 
 @user_errors
 def evaluate(architecture, progress=gr.Progress()):
+    import pandas as pd
+
+    from apps.word2vec import side_by_side as sbs
+
     progress(0.1, desc="WordSim-353, SimLex-999 and 19,544 analogy questions, ours and gensim")
     rows = sbs.evaluation(architecture)
     table = pd.DataFrame(
@@ -135,7 +146,7 @@ def build_tab() -> None:
     with gr.Tab("Neighbours"):
         with gr.Row():
             word = gr.Textbox(label="Word", value="music", scale=3)
-            topn = Slider(1, sbs.MAX_NEIGHBOURS, value=10, step=1, label="Neighbours", scale=2)
+            topn = Slider(1, MAX_NEIGHBOURS, value=10, step=1, label="Neighbours", scale=2)
             neighbours_button = gr.Button("Find neighbours", variant="primary", scale=1)
         neighbour_notes, ours_neighbours, gensim_neighbours, neighbour_badges = side_by_side_outputs()
     with gr.Tab("Analogies"):
@@ -166,8 +177,8 @@ def build_tab() -> None:
         evaluation_table = gr.Dataframe(label="Evaluation", interactive=False)
         evaluation_plot = gr.Plot(label="Ours and gensim")
     code = code_panel(
-        WordVectors.most_similar,
-        Word2Vec.output_step,
+        VECTORS + "most_similar",
+        "apps.word2vec.model:Word2Vec.output_step",
         label="Read the code (the query that just ran, and the training step)",
     )
 

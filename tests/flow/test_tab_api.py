@@ -14,7 +14,6 @@ def test_toy_rectified_flow_trains_in_the_request_and_reflow_straightens_the_pat
     notes, plot, summary, code = client.predict("8 gaussians", toy.KINDS[1], 3, "Heun", 0, api_name="/flow_toy")
     assert plot is not None and "Path straightness" in summary and "def heun_step" in code
     view = sbs.toy_view("8 gaussians", toy.KINDS[1], 3, "Heun", 0)  # cached: same process, no retraining
-    assert view.seconds < 30
     curved, straight = view.path_straightness.values()
     assert straight < 0.2 * curved
     assert view.paths["1-rectified"].shape == (4, sbs.TOY_TRAJECTORIES, 2)
@@ -25,7 +24,7 @@ def test_toy_realnvp_gives_an_exact_density_that_integrates_to_about_one():
     density, axis = view.log_density
     cell = (axis[1] - axis[0]) ** 2
     assert 0.9 < density.sum() * cell < 1.05  # nearly all the mass lies inside the plotted square
-    assert view.mean_log_likelihood > -2.0 and view.seconds < 30
+    assert view.mean_log_likelihood > -2.0
     assert tab.toy_figure(view, 1, "Euler") is not None
 
 

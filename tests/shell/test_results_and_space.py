@@ -32,10 +32,37 @@ def test_empty_results_say_how_to_make_them():
 def test_readme_block_is_regenerated_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{results.README_START}\nstale\n{results.README_END}\nafter\n")
-    assert results.update_readme(readme, [EXAMPLE])
+    app = {
+        **EXAMPLE,
+        "topic": "app",
+        "title": "App",
+        "summary": [],
+        "tables": [{**EXAMPLE["tables"][0], "title": "Start"}],
+    }
+    assert results.update_readme(readme, [EXAMPLE, app])
     text = readme.read_text()
-    assert "stale" not in text and "| 8 | 1.5 |" in text and text.endswith("after\n")
-    assert not results.update_readme(readme, [EXAMPLE])  # idempotent
+    assert "stale" not in text and text.endswith("after\n")
+    assert "| [Demo topic](docs/demo.md) | ours |" in text  # the topic's row links its page
+    assert "**Speed**" not in text and "**Start**" in text  # topic details live in docs/, the app's stay
+    assert not results.update_readme(readme, [EXAMPLE, app])  # idempotent
+
+
+def test_docs_pages_get_their_topic_details_between_markers(tmp_path):
+    page = tmp_path / "demo.md"
+    page.write_text("# Demo\n\nProse written by hand.\n")
+    assert results.update_docs([EXAMPLE], tmp_path) == [page]
+    text = page.read_text()
+    assert text.startswith("# Demo\n\nProse written by hand.\n") and "| 8 | 1.5 |" in text
+    assert results.update_docs([EXAMPLE], tmp_path) == []  # idempotent
+    assert results.update_docs([{**EXAMPLE, "topic": "absent"}], tmp_path) == []  # no page, nothing written
+
+
+def test_docs_pages_match_the_result_files(tmp_path):
+    for path in (ROOT / "docs").glob("*.md"):
+        shutil.copy(path, tmp_path / path.name)
+    assert results.update_docs(results.load_results(), tmp_path) == [], (
+        "docs/ tables are stale: run `python -m bench --tables-only`"
+    )
 
 
 def test_write_and_load_results(tmp_path):

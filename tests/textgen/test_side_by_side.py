@@ -1,7 +1,5 @@
 """The tab's engine on the shipped checkpoint: same tokens as transformers, bounded bad input."""
 
-import time
-
 import pytest
 import torch
 
@@ -94,12 +92,11 @@ def test_long_prompt_is_trimmed_to_fit_the_context(models):
     assert ours.ids == reference.ids and len(ids) + len(ours.ids) <= block
 
 
-def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
+def test_hub_id_offline_fails_with_advice_without_trying_the_network(monkeypatch, network_attempts):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
     with pytest.raises(ValueError, match="(?i)network|offline|internet"):
         sbs.text_models("distilgpt2")
-    assert time.perf_counter() - started < 5
+    assert network_attempts == []
 
 
 def test_local_save_pretrained_folder_loads_into_both(tmp_path):
