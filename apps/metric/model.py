@@ -76,7 +76,7 @@ class ContrastiveLoss(nn.Module):
         if self.normalize_embeddings:
             embeddings = F.normalize(embeddings, dim=1)  # (B, D)
         first, second, same = all_pairs(labels)  # (P,) each
-        distance = (embeddings[first] - embeddings[second]).norm(dim=1)  # (P,) Euclidean distance per pair
+        distance = torch.cdist(embeddings, embeddings)[first, second]  # (P,) Euclidean distance of each pair
         if self.squared:
             positive_term = same * distance**2
             negative_term = ~same * F.relu(self.margin - distance) ** 2

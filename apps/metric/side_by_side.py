@@ -179,7 +179,10 @@ def sketch_pixels(sketch) -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"Expected a drawing (an image array), got an array of shape {array.shape}.")
     if array.ndim == 3 and array.shape[2] == 4 and array[..., 3].max() == 0:
         raise ValueError("The sketch is empty: draw a digit on the pad first.")
-    return digit_pixels(Image.fromarray(array.astype(np.uint8)))
+    image = Image.fromarray(array.astype(np.uint8))
+    if image.mode == "RGBA":  # the pad's strokes lie on a transparent canvas: put them on white
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+    return digit_pixels(image.convert("L"))
 
 
 def upload_pixels(path) -> tuple[np.ndarray, list[str]]:

@@ -21,7 +21,7 @@ DEFAULT_SETTINGS = {
     "L-Softmax": (2, 1.0),
     "SphereFace": (2, 1.0),
     "CosFace": (0.35, 16.0),
-    "ArcFace": (0.5, 16.0),
+    "ArcFace": (0.3, 16.0),
 }
 EXAMPLE_DIGIT = str(Path(__file__).resolve().parents[2] / "checkpoints" / "metric" / "example_digit.png")
 PARITY_TOLERANCE = 1e-5
@@ -216,7 +216,7 @@ def _file(path: str) -> dict:
 # For the tests: example arguments of every event, and what the browser test presses and expects.
 API_EXAMPLES = {
     "metric_defaults": ("CosFace",),
-    "metric_embeddings": ("ArcFace", DIMENSIONS[1], 0.5, 16.0),
+    "metric_embeddings": ("ArcFace", DIMENSIONS[1], 0.3, 16.0),
     "metric_sketch": (
         {"background": _file(EXAMPLE_DIGIT), "layers": [], "composite": _file(EXAMPLE_DIGIT)},
         "CosFace",
@@ -224,7 +224,7 @@ API_EXAMPLES = {
         0.35,
         16.0,
     ),
-    "metric_upload": (_file(EXAMPLE_DIGIT), "ArcFace", DIMENSIONS[0], 0.5, 16.0),
+    "metric_upload": (_file(EXAMPLE_DIGIT), "ArcFace", DIMENSIONS[0], 0.1, 16.0),
     "metric_simclr": (7,),
 }
 BROWSER_CHECK = {"button": "Show the embeddings", "expect_text": "max |difference|", "timeout_ms": 60_000}

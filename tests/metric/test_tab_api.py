@@ -14,7 +14,7 @@ from apps.metric import side_by_side as sbs
 from apps.metric import tab, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SETTINGS = ("ArcFace", tab.DIMENSIONS[1], 0.5, 16.0)
+SETTINGS = ("ArcFace", tab.DIMENSIONS[1], 0.3, 16.0)
 
 
 def test_tab_constants_agree_with_the_engine():
