@@ -19,6 +19,7 @@ SETTINGS = ("ArcFace", tab.DIMENSIONS[1], 0.3, 16.0)
 
 def test_tab_constants_agree_with_the_engine():
     assert tuple(sbs.LOSS_CHOICES) == tab.LOSS_CHOICES and tuple(sbs.DIMENSIONS) == tab.DIMENSIONS
+    assert sbs.TIMED_EVALUATIONS == tab.TIMED_EVALUATIONS and sbs.PARITY_TOLERANCE == tab.PARITY_TOLERANCE
     for loss, (margin, scale) in tab.DEFAULT_SETTINGS.items():
         sbs.loss_at(loss, 3, margin, scale)  # every default is a valid setting
         if loss != "L-Softmax":
