@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     wall, cpu = time.perf_counter(), time.process_time()
     report_path = output / REPORT_FILE
-    report: dict = json.loads(report_path.read_text()) if arguments.only else {"margin": {}}
+    partial = arguments.only and report_path.exists()
+    report: dict = json.loads(report_path.read_text()) if partial else {"margin": {}}
     report["threads"] = torch.get_num_threads()
     for embedding_size in EMBEDDING_SIZES:
         for loss in MARGIN_LOSSES[embedding_size]:

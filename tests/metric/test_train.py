@@ -1,5 +1,7 @@
 """Smoke runs of every training in apps/metric/train.py (a few steps each), and the checkpoint round trip."""
 
+import json
+
 import pytest
 import torch
 
@@ -40,3 +42,11 @@ def test_from_scratch_on_ten_labels_per_class_uses_only_those_labels():
     _, entry = train.train_from_scratch(10, factor=TINY)
     assert entry["batch_size"] == 100 and 0 <= entry["held_out_accuracy"] <= 1
     assert len(evaluation.labelled_subset(train.mnist5k().train_labels, 10)) == 100
+
+
+def test_command_line_trains_the_named_parts_and_merges_them_into_the_report(tmp_path):
+    train.main(["--output", str(tmp_path), "--steps-factor", str(TINY), "--only", "cosface-3d"])
+    train.main(["--output", str(tmp_path), "--steps-factor", str(TINY), "--only", "siamese"])
+    report = json.loads((tmp_path / train.REPORT_FILE).read_text())
+    assert set(report["margin"]) == {"cosface-3d"} and "siamese" in report
+    assert (tmp_path / "cosface-3d" / "model.safetensors").exists() and (tmp_path / "siamese" / "config.json").exists()
