@@ -46,6 +46,7 @@ TOPICS = (
     Topic("ViT and MAE", "apps.vit_mae.tab", "vision"),
     Topic("word2vec", "apps.word2vec.tab", "representations"),
     Topic("Boosting", "apps.boosting.tab", "tabular"),
+    Topic("Metric learning", "apps.metric.tab", "representations"),
 )
 
 

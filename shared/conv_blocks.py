@@ -11,6 +11,9 @@ embedding in every ResNet block) and the VQ-VAE / VQGAN encoder and decoder (app
   VQGAN use it at low resolution).
 - Downsample / Upsample: a stride-2 3x3 convolution; nearest-neighbour doubling then a 3x3 convolution.
 
+And one plain stack for small digit networks (the digit metric's classifier, the metric topic's embedding CNN):
+`pooling_conv_stack`, conv-BatchNorm-ReLU-maxpool per level.
+
 Tensors are (B, C, H, W) throughout.
 """
 
@@ -130,3 +133,18 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def pooling_conv_stack(channels: tuple[int, ...], in_channels: int = 1) -> nn.Sequential:
+    """(conv 3x3 - BatchNorm - ReLU - maxpool 2) per entry of `channels`: each level halves the resolution
+    (28 -> 14 -> 7 -> 3 for three levels). No conv bias: the BatchNorm shift right after it does that job."""
+    blocks = []
+    for out_channels in channels:
+        blocks += [
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
+        in_channels = out_channels
+    return nn.Sequential(*blocks)

@@ -50,6 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shared.checkpoint import load_model, save_model
+from shared.conv_blocks import pooling_conv_stack
 from shared.data import mnist5k
 from shared.images import ImageBatch, to_unit_batch
 from shared.training import seeded_accelerator
@@ -85,18 +86,9 @@ class DigitClassifier(nn.Module):
 
     def __init__(self, config: DigitClassifierConfig):
         super().__init__()
-        blocks, in_channels = [], 1
-        for out_channels in config.channels:  # no conv bias: the BatchNorm shift right after it does that job
-            blocks += [
-                nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
-            ]
-            in_channels = out_channels
-        self.convolutions = nn.Sequential(*blocks)
+        self.convolutions = pooling_conv_stack(config.channels)
         side = IMAGE_SIZE // 2 ** len(config.channels)
-        self.penultimate = nn.Linear(in_channels * side * side, config.feature_dim)
+        self.penultimate = nn.Linear(config.channels[-1] * side * side, config.feature_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.feature_dim, NUM_CLASSES)
 
