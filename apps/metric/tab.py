@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from shared.ui import ImageUpload, code_panel, comparison_badges, notes_markdown, source_of, user_errors
+from shared.ui import ImageUpload, WholeNumber, code_panel, comparison_badges, notes_markdown, source_of, user_errors
 
 # the tab's choices, repeated here (side_by_side checks them) so that building the tab imports no torch
 LOSS_CHOICES = ("Softmax", "L-Softmax", "SphereFace", "CosFace", "ArcFace")
@@ -66,23 +66,21 @@ def show_embeddings(loss, dimensions, margin, scale):
 
     view = sbs.embedding_view(loss, dimensions, margin, scale)
     figure = plots.embedding_figure(view.embeddings, view.labels, view.class_weights, f"{loss}, held-out digits")
-    return notes_markdown(view.notes), figure, view_badges(view), source_of(*code_shown(loss))
+    return notes_markdown(view.notes), figure, view_badges(view), source_of(*CODE_SHOWN[loss])
 
 
 # the code each loss runs, by name in apps/metric/model.py
+# the code panel's content per loss, read from apps/metric/model.py by name (no import before the first event)
 CODE_SHOWN = {
-    "Softmax": ("SoftmaxLoss",),
-    "L-Softmax": ("AngularMarginLoss", "LargeMarginSoftmaxLoss", "psi", "multiple_angle_cosine"),
-    "SphereFace": ("AngularMarginLoss", "SphereFaceLoss", "psi"),
-    "CosFace": ("AngularMarginLoss", "CosFaceLoss"),
-    "ArcFace": ("AngularMarginLoss", "ArcFaceLoss"),
+    loss: tuple(f"apps.metric.model:{name}" for name in names)
+    for loss, names in {
+        "Softmax": ("SoftmaxLoss",),
+        "L-Softmax": ("AngularMarginLoss", "LargeMarginSoftmaxLoss", "psi", "multiple_angle_cosine"),
+        "SphereFace": ("AngularMarginLoss", "SphereFaceLoss", "psi"),
+        "CosFace": ("AngularMarginLoss", "CosFaceLoss"),
+        "ArcFace": ("AngularMarginLoss", "ArcFaceLoss"),
+    }.items()
 }
-
-
-def code_shown(loss):
-    from apps.metric import model
-
-    return [getattr(model, name) for name in CODE_SHOWN[loss]]
 
 
 def place(read_pixels, loss, dimensions, margin, scale):
@@ -193,7 +191,7 @@ def build_tab() -> None:
     gr.Markdown("### SimCLR: features learnt without labels")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            index = gr.Number(0, precision=0, minimum=0, maximum=499, label="Held-out digit (0-499)")
+            index = WholeNumber(0, minimum=0, maximum=499, label="Held-out digit (0-499)")
             simclr_button = gr.Button("Find its neighbours", variant="primary")
         with gr.Column(scale=3):
             simclr_grid = gr.Image(label="query, then nearest training digits", format="png", interactive=False)
