@@ -39,4 +39,5 @@ TOPICS = (
     Topic("ViT and MAE", "apps.vit_mae.tab", "vision"),
     Topic("word2vec", "apps.word2vec.tab", "representations"),
     Topic("Boosting", "apps.boosting.tab", "tabular"),
+    Topic("Autoregressive models", "apps.autoregressive.tab", "images"),
 )

@@ -382,8 +382,9 @@ class PixelCNN(AutoregressiveModel):
     """Masked convolutions over a binary image in raster order, logits of p(x_ij = 1 | pixels before).
 
     Plain (PixelRNN paper, section 3.5 and Table 4): a 7x7 mask-A convolution, residual blocks with masked
-    3x3 mask-B convolutions, two 1x1 layers, one logit per pixel. Gated: the vertical and horizontal stacks
-    of `GatedLayer`, then the same 1x1 head on the horizontal stack."""
+    3x3 mask-B convolutions, two 1x1 layers, one logit per pixel. Gated: a first `GatedLayer` with 7x7 (1x7)
+    mask-A kernels, then `layers` gated layers with 3x3 (1x3) mask-B kernels, and the same 1x1 head on the
+    horizontal stack."""
 
     def __init__(
         self,
@@ -403,7 +404,10 @@ class PixelCNN(AutoregressiveModel):
         self.data_shape = (1, height, width)
         if gated:
             self.stacks = nn.ModuleList(
-                GatedLayer(1 if i == 0 else channels, channels, kernel_size, first=i == 0) for i in range(layers + 1)
+                [
+                    GatedLayer(1, channels, first_kernel_size, first=True),
+                    *(GatedLayer(channels, channels, kernel_size, first=False) for _ in range(layers)),
+                ]
             )
         else:
             self.first = MaskedConv2d(1, channels, first_kernel_size, "A")
@@ -420,8 +424,6 @@ class PixelCNN(AutoregressiveModel):
     def rows_seen_above(self) -> int:
         """How many rows above a pixel its receptive field reaches: every masked layer adds k // 2."""
         config = self.config
-        if config.gated:
-            return (config.layers + 1) * (config.kernel_size // 2)
         return config.first_kernel_size // 2 + config.layers * (config.kernel_size // 2)
 
     def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:

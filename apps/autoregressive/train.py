@@ -56,9 +56,9 @@ TINY = {
     "made": MADEConfig(hidden_sizes=(16,)),
     "pixelcnn": PixelCNNConfig(channels=8, layers=1, output_channels=8),
 }
-DEFAULT_STEPS = {"nade": 1200, "made": 3000, "pixelcnn": 500}
+DEFAULT_STEPS = {"nade": 1200, "made": 1500, "pixelcnn": 500}
 DEFAULT_BATCH = {"nade": 16, "made": 64, "pixelcnn": 64}
-DEFAULT_LEARNING_RATE = {"nade": 2e-3, "made": 1e-3, "pixelcnn": 2e-3}
+DEFAULT_LEARNING_RATE = {"nade": 2e-3, "made": 3e-3, "pixelcnn": 2e-3}
 
 
 def binarised_digits() -> dict[str, torch.Tensor]:
@@ -89,6 +89,19 @@ def mean_nll(model, flat: torch.Tensor, batch_size: int = 250) -> float:
     return total / len(flat)
 
 
+def start_from_pixel_marginals(name: str, model, train: torch.Tensor) -> None:
+    """Set the output biases to the log-odds of each pixel's mean over the training digits (PixelCNN, whose
+    logit layer is shared by all pixels: of the overall mean). Step 0 then starts near the model of independent
+    pixels instead of a coin flip per pixel (543 nats), which saves the first few hundred steps."""
+    mean = train.mean(0).clamp(1e-3, 1 - 1e-3)  # (784,)
+    if name == "pixelcnn":
+        bias, target = model.head[-1].bias, mean.mean()  # (1,): one logit layer for every pixel
+    else:
+        bias, target = (model.b if name == "nade" else model.layers[-1].bias), mean  # (784,)
+    with torch.no_grad():
+        bias.copy_(torch.logit(target).expand_as(bias))
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder (one subfolder per model)")
@@ -116,6 +129,7 @@ def train_model(name: str, config, arguments, accelerator, digits: dict[str, tor
     architecture = ARCHITECTURES[name]
     model = architecture.model_class.from_config(config)
     train, validation = digits["train"][:-VALIDATION_DIGITS], digits["train"][-VALIDATION_DIGITS:]
+    start_from_pixel_marginals(name, model, train)
     steps = getattr(arguments, f"{name}_steps")
     batch_size = getattr(arguments, f"{name}_batch_size")
     recipe = OptimizerRecipe(
