@@ -257,7 +257,9 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             complete_model = gr.Radio(list(MODEL_NAMES), value="PixelCNN", label="Model")
-            complete_digit = gr.Number(3, precision=0, minimum=0, maximum=499, label="Held-out digit (0-499)")
+            complete_digit = gr.Number(
+                3, precision=0, minimum=0, maximum=499, label="Held-out digit (0-499, 50 of each class in order)"
+            )
             complete_rows = Slider(1, 27, value=12, step=1, label="Rows kept")
             complete_count = Slider(1, MAX_SAMPLES - 2, value=8, step=1, label="Completions")
             complete_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
@@ -272,7 +274,9 @@ def build_tab() -> None:
         with gr.Column(scale=1, min_width=260):
             surprise_model = gr.Radio(list(MODEL_NAMES), value="PixelCNN", label="Model")
             surprise_source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Digit")
-            surprise_digit = gr.Number(0, precision=0, minimum=0, maximum=499, label="Held-out digit (0-499)")
+            surprise_digit = gr.Number(
+                0, precision=0, minimum=0, maximum=499, label="Held-out digit (0-499, 50 of each class in order)"
+            )
             surprise_upload = ImageUpload(label="or upload a picture of a digit", height=160)
             surprise_button = gr.Button("Show the conditionals", variant="primary")
         with gr.Column(scale=3):

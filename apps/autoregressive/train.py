@@ -7,8 +7,8 @@ binarised MNIST-5k, in one run.
     accelerate launch -m apps.autoregressive.train ...           # the same script on one or several GPUs
 
 Data: the 4,500 training digits and the 500 held-out digits of `shared.data.mnist5k()`, binarised ONCE by
-drawing each pixel as Bernoulli(grey / 255) with a fixed seed (`binarised_digits`). The last 500 training
-digits are set aside as a validation set that picks the best step (evaluated every `--eval-every` steps);
+drawing each pixel as Bernoulli(grey / 255) with a fixed seed (`binarised_digits`). 500 training digits
+(a fixed random subset) are set aside as a validation set that picks the best step (evaluated every `--eval-every` steps);
 the 500 held-out digits are scored once, at the end, with the chosen weights. The loss is the exact
 negative log-likelihood in nats per image; the report also gives bits per pixel.
 """
@@ -44,7 +44,8 @@ TRAIN_COMMAND = "python -m apps.autoregressive.train"
 REPORT_FILE = "training_report.json"
 MODELS = tuple(ARCHITECTURES)  # nade, made, pixelcnn
 BINARISATION_SEEDS = {"train": 0, "held_out": 1}
-VALIDATION_DIGITS = 500  # taken from the end of the training digits, to choose the step to keep
+VALIDATION_DIGITS = 500  # a fixed random subset of the training digits, to choose the step to keep
+VALIDATION_SEED = 2
 
 SHIPPED = {
     "nade": NADEConfig(hidden_size=500),  # the paper's size
@@ -71,6 +72,13 @@ def binarised_digits() -> dict[str, torch.Tensor]:
         )
         for split, images in splits.items()
     }
+
+
+def split_training_digits(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(4500, 784) -> 4,000 digits to train on and 500 validation digits, a fixed random split (the training
+    digits come sorted by class, so the last 500 would be nearly all nines)."""
+    permutation = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return train[permutation[VALIDATION_DIGITS:]], train[permutation[:VALIDATION_DIGITS]]
 
 
 def as_model_input(model, flat: torch.Tensor) -> torch.Tensor:
@@ -128,7 +136,7 @@ def train_model(name: str, config, arguments, accelerator, digits: dict[str, tor
     the best validation NLL."""
     architecture = ARCHITECTURES[name]
     model = architecture.model_class.from_config(config)
-    train, validation = digits["train"][:-VALIDATION_DIGITS], digits["train"][-VALIDATION_DIGITS:]
+    train, validation = split_training_digits(digits["train"])
     start_from_pixel_marginals(name, model, train)
     steps = getattr(arguments, f"{name}_steps")
     batch_size = getattr(arguments, f"{name}_batch_size")

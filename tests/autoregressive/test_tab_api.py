@@ -138,8 +138,8 @@ def test_events_through_the_api(client):
     "api_name, arguments, message",
     [
         ("/autoregressive_sample", ("MADE", 2.5, 0), "whole number"),
-        ("/autoregressive_complete", ("NADE", 3, 12, 2, 10**9), "seed must be"),
-        ("/autoregressive_complete", ("NADE", 700, 12, 2, 0), "held-out digit"),
+        ("/autoregressive_complete", ("NADE", 3, 12, 2, 2**31), "seed must be"),
+        ("/autoregressive_complete", ("NADE", 700, 12, 2, 0), "greater than maximum value 499"),
         ("/autoregressive_surprise", ("MADE", "upload", 0, None), "Upload a picture"),
     ],
 )

@@ -8,6 +8,7 @@ import torch
 from apps.autoregressive import train
 from apps.autoregressive.model import ARCHITECTURES
 from shared.checkpoint import load_model
+from shared.data import mnist5k
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY_RUN = ["--tiny", "--eval-every", "2", "--samples", "2"] + [
@@ -38,6 +39,13 @@ def test_binarisation_is_fixed_once_for_all():
     assert first["train"].shape == (4500, 784) and first["held_out"].shape == (500, 784)
     assert torch.equal(first["train"], second["train"]) and torch.equal(first["held_out"], second["held_out"])
     assert set(first["train"].unique().tolist()) == {0.0, 1.0}
+
+
+def test_validation_digits_are_a_random_subset_with_every_class():
+    labels = torch.as_tensor(mnist5k().train_labels)  # sorted by class in the data set
+    kept, validation = train.split_training_digits(torch.arange(4500))
+    assert len(validation) == train.VALIDATION_DIGITS and len(set(kept.tolist()) | set(validation.tolist())) == 4500
+    assert torch.bincount(labels[validation], minlength=10).min() >= 30  # about 50 of each digit
 
 
 @pytest.mark.parametrize("name", train.MODELS)
