@@ -43,10 +43,11 @@ TOPICS = (
     Topic("Diffusion", "apps.diffusion.tab", "images"),
     Topic("VQ-VAE and VQGAN", "apps.vqgan.tab", "images"),
     Topic("Flows", "apps.flow.tab", "images"),
+    Topic("Autoregressive models", "apps.autoregressive.tab", "images"),
     Topic("ViT and MAE", "apps.vit_mae.tab", "vision"),
     Topic("word2vec", "apps.word2vec.tab", "representations"),
-    Topic("Boosting", "apps.boosting.tab", "tabular"),
     Topic("Metric learning", "apps.metric.tab", "representations"),
+    Topic("Boosting", "apps.boosting.tab", "tabular"),
 )
 
 
