@@ -38,8 +38,8 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted
 
+from apps.boosting.checks import fit_data, predict_data
 from apps.boosting.tree import Tree, TreeBuilder
 
 # ---------------------------------------------------------------------------------------------------
@@ -146,37 +146,6 @@ def best_split(hist: np.ndarray, reg_lambda: float, gamma: float, min_child_weig
 
 
 # ---------------------------------------------------------------------------------------------------
-# Input checks.
-
-
-def check_features(X, n_features: int | None = None) -> np.ndarray:
-    """X as a float (n, d) array; NaN marks a missing value, infinities are refused."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"X must be numeric (use NaN for missing values): {error}") from None
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n_samples, n_features); got shape {X.shape}")
-    if X.shape[1] == 0:
-        raise ValueError("X has no features")
-    if np.isinf(X).any():
-        raise ValueError("X contains infinite values; only NaN (missing) is allowed besides finite numbers")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features}")
-    return X
-
-
-def check_targets(y, n_samples: int) -> np.ndarray:
-    """y as a 1-D array with one entry per row of X."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array; got shape {y.shape}")
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {len(y)}")
-    return y
-
-
-# ---------------------------------------------------------------------------------------------------
 # The booster. Subclasses supply the loss: base score, gradients and hessians, and its mean value.
 
 
@@ -225,6 +194,11 @@ class _HistBoosting(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN is a missing value, with a learned direction at every split
+        return tags
+
     def _check_params(self) -> None:
         checks = {
             "n_estimators must be an integer >= 1": isinstance(self.n_estimators, (int, np.integer))
@@ -253,15 +227,11 @@ class _HistBoosting(BaseEstimator):
         the loss on `eval_set=(X_val, y_val)` (or on a held-out `validation_fraction` of X) has not
         improved for that many rounds, and keep the trees up to the best round."""
         self._check_params()
-        X = check_features(X)
-        if len(X) < 2:
-            raise ValueError(f"need at least 2 samples to fit; got {len(X)}")
-        y = self._fit_targets(check_targets(y, len(X)))
-        self.n_features_in_ = X.shape[1]
+        X, y = fit_data(self, X, y, allow_nan=True, min_samples=2)
+        y = self._fit_targets(y)
         if eval_set is not None:
-            X_val, y_val = eval_set
-            X_val = check_features(X_val, self.n_features_in_)
-            y_val = self._encode_targets(check_targets(y_val, len(X_val)))
+            X_val, y_val = fit_data(self, *eval_set, allow_nan=True, reset=False)
+            y_val = self._encode_targets(y_val)
         elif self.early_stopping_rounds is not None:
             stratify = y if is_classifier(self) else None
             X, X_val, y, y_val = train_test_split(
@@ -393,8 +363,7 @@ class _HistBoosting(BaseEstimator):
 
     def _staged_raw_predict(self, X):
         """Raw scores F(x) (n, K) after each round; one array, updated in place."""
-        check_is_fitted(self)
-        X = check_features(X, self.n_features_in_)
+        X = predict_data(self, X, allow_nan=True)
         raw = np.tile(self.base_score_, (len(X), 1))
         for round_trees in self.trees_:
             for k, tree in enumerate(round_trees):
@@ -414,12 +383,9 @@ class HistBoostingRegressor(RegressorMixin, _HistBoosting):
 
     def _encode_targets(self, y):
         try:
-            y = y.astype(np.float64)
+            return y.astype(np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(f"y must be numeric for regression: {error}") from None
-        if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinite values")
-        return y
 
     _fit_targets = _encode_targets  # training and validation targets are checked alike
 
@@ -448,8 +414,6 @@ class HistBoostingClassifier(ClassifierMixin, _HistBoosting):
     `train_loss_` and `validation_loss_` hold the mean log loss after each round."""
 
     def _fit_targets(self, y):
-        if y.dtype.kind == "f" and np.isnan(y).any():
-            raise ValueError("y contains NaN")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"the classifier needs at least 2 classes in y; got {len(self.classes_)}")
@@ -493,7 +457,8 @@ class HistBoostingClassifier(ClassifierMixin, _HistBoosting):
         return self._probabilities(raw)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        probabilities = self.predict_proba(X)  # checks X (and that the model is fitted) first
+        return self.classes_[probabilities.argmax(axis=1)]
 
     def staged_predict_proba(self, X):
         """Class probabilities after each round (for learning curves)."""
