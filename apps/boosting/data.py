@@ -170,10 +170,6 @@ def _id_reason(name: str, series: pd.Series) -> str | None:
     return "all distinct integers, and the name says id" if named_id and distinct else None
 
 
-_READ_AS_NUMBERS = "Mostly numeric text columns read as numbers, their other values as missing"
-_CONSTANT = "constant columns (a single value)"
-
-
 def _feature(name: str, series: pd.Series, found: dict[str, list[str]]):
     """(values: float64 with NaN, categories or None) of a feature column, or None when it is dropped;
     what was done goes into `found` (note -> columns)."""
@@ -182,18 +178,21 @@ def _feature(name: str, series: pd.Series, found: dict[str, list[str]]):
         found["Dropped date/time columns (convert them to numbers to use them)"].append(name)
         return None
     if categories is not None and len(categories) > MAX_CATEGORIES:
-        found[f"Dropped free-text columns (more than {MAX_CATEGORIES} distinct values)"].append(
-            f"{name} ({len(categories):,})"
-        )
+        free_text = f"Dropped free-text columns (more than {MAX_CATEGORIES} distinct values)"
+        found[free_text].append(f"{name} ({len(categories):,})")
         return None
     if unread:
         examples = ", ".join(repr(v) for v in list(dict.fromkeys(unread))[:3])
-        found[_READ_AS_NUMBERS].append(f"{name} ({len(unread)}: {examples})")
+        coerced = "Mostly numeric text columns read as numbers, their other values as missing"
+        found[coerced].append(f"{name} ({len(unread)}: {examples})")
     values[np.isinf(values)] = np.nan  # counted with the missing values
     present = values[~np.isnan(values)]
+    if present.size == 0:
+        found["Dropped empty columns (every value missing)"].append(name)
+        return None
     # one value and no missing cell carries nothing (one value plus missing cells still tells present/absent)
-    if present.size == 0 or (np.all(present == present[0]) and present.size == values.size):
-        found[f"Dropped {'empty columns (every value missing)' if present.size == 0 else _CONSTANT}"].append(name)
+    if np.all(present == present[0]) and present.size == values.size:
+        found["Dropped constant columns (a single value)"].append(name)
         return None
     if categories is not None:
         count = "2: False/True" if kind == "booleans" else len(categories)
@@ -304,7 +303,8 @@ def table_from_dataframe(frame: pd.DataFrame, target: str, name: str = "upload")
     X = np.column_stack([values for values, _ in kept.values()])
     missing = [f"{column} ({count:,})" for column, count in zip(kept, np.isnan(X).sum(0)) if count]
     kept_as_nan = f"{np.isnan(X).sum():,} missing values ({np.isnan(X).mean():.1%} of cells) kept as NaN in"
-    notes.append(f"{kept_as_nan} {len(missing)} column(s): {_name_list(missing)}." if missing else "No missing values.")
+    complete = "No missing values among the features."
+    notes.append(f"{kept_as_nan} {len(missing)} column(s): {_name_list(missing)}." if missing else complete)
     categories = {column: names for column, (_, names) in kept.items() if names is not None}
     task = "classification" if classes else "regression"
     with_classes = f" with {len(classes)} classes" if classes else ""
