@@ -115,6 +115,9 @@ def histograms(binned: np.ndarray, gradients: np.ndarray, node: np.ndarray, n_no
     return hist.reshape(len(binned), n_nodes, n_bins).transpose(1, 0, 2)
 
 
+MIN_LOSS_CHANGE = 1e-6  # XGBoost's kRtEps: a split must change the loss by more than this
+
+
 @dataclass
 class Split:
     """The best split of a node."""
@@ -127,11 +130,8 @@ class Split:
     right: complex  # G_R + iH_R
 
     def worth_making(self, gamma: float) -> bool:
-        """XGBoost's test: a loss change of at least gamma, and above its rounding guard 1e-6 (kRtEps)."""
+        """XGBoost's test: a loss change of at least gamma, and above MIN_LOSS_CHANGE."""
         return self.gain > MIN_LOSS_CHANGE and self.gain >= gamma
-
-
-MIN_LOSS_CHANGE = 1e-6
 
 
 def best_split(hist: np.ndarray, reg_lambda: float, min_child_weight: float) -> Split:
