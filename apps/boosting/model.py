@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from apps.boosting.checks import fit_data, predict_data, sample_weights
 from apps.boosting.hist import HistBoostingClassifier, HistBoostingRegressor
 from apps.boosting.tree import Tree, grow_cart, presort, sorted_subset
 
@@ -38,37 +39,10 @@ __all__ = [
 ]
 
 
-def check_features(X, n_features: int | None = None) -> np.ndarray:
-    """X as a finite float array (n, d); CART refuses missing values (impute them first)."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"The features must be numbers: {error}") from error
-    if X.ndim != 2 or len(X) == 0 or X.shape[1] == 0:
-        raise ValueError(f"Expected a non-empty table of shape (rows, features); got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise ValueError(
-            (
-                "The features hold missing or infinite values; these trees need them filled in (impute first), or "
-                "use the histogram booster, which learns where missing values go."
-            )
-        )
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"The model was fitted on {n_features} features; got {X.shape[1]}.")
-    return X
-
-
-def check_target(X: np.ndarray, y) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"The target must be one value per row: {len(X)} rows but target shape {y.shape}.")
-    return y
-
-
 def encode_classes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     classes, encoded = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"The target has a single class ({classes[0]!r}); a classifier needs at least two.")
+        raise ValueError(f"The target has one class ({classes[0]!r}); a classifier needs at least two.")
     return classes, encoded
 
 
@@ -87,6 +61,15 @@ def resolve_max_features(max_features, n_features: int) -> int:
 def normalized(values: np.ndarray) -> np.ndarray:
     total = values.sum()
     return values / total if total > 0 else values
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def sigmoid(scores: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-scores))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,20 +123,21 @@ class DecisionTreeClassifier(ClassifierMixin, _CART):
         """`sorted_rows`: `presort(X)`, from a caller that fits many trees on the same X."""
         if self.criterion not in ("gini", "entropy"):
             raise ValueError(f"Unknown criterion {self.criterion!r} for classification; choose gini or entropy.")
-        X = check_features(X)
-        self.classes_, encoded = encode_classes(check_target(X, y))
-        weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        X, y = fit_data(self, X, y)
+        self.classes_, encoded = encode_classes(y)
+        weight = sample_weights(sample_weight, len(X))
         statistics = np.zeros((len(X), len(self.classes_)))
         statistics[np.arange(len(X)), encoded] = weight  # weighted one-hot
-        self.n_features_in_ = X.shape[1]
         self.tree_ = self._grow(X, statistics, self.criterion, np.random.default_rng(self.random_state), sorted_rows)
         return self
 
     def predict_proba(self, X):
-        return self.tree_.predict_value(check_features(X, self.n_features_in_))
+        X = predict_data(self, X)
+        return self.tree_.predict_value(X)
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        probabilities = self.predict_proba(X)  # checks X (and that the model is fitted) first
+        return self.classes_[probabilities.argmax(1)]
 
 
 class DecisionTreeRegressor(RegressorMixin, _CART):
@@ -167,10 +151,8 @@ class DecisionTreeRegressor(RegressorMixin, _CART):
         )
 
     def fit(self, X, y, sample_weight=None):
-        X = check_features(X)
-        y = check_target(X, y).astype(np.float64)
-        weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        self.n_features_in_ = X.shape[1]
+        X, y = fit_data(self, X, y)
+        weight = sample_weights(sample_weight, len(X))
         self.tree_ = self._grow(
             X,
             np.stack([weight, weight * y, weight * y * y], 1),
@@ -180,7 +162,8 @@ class DecisionTreeRegressor(RegressorMixin, _CART):
         return self
 
     def predict(self, X):
-        return self.tree_.predict_value(check_features(X, self.n_features_in_))[:, 0]
+        X = predict_data(self, X)
+        return self.tree_.predict_value(X)[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,11 +197,10 @@ class _Forest(BaseEstimator):
                     sorted_rows,
                 )
             )
-        self.n_features_in_ = X.shape[1]
         return self
 
     def _staged_mean(self, X):
-        X = check_features(X, self.n_features_in_)
+        X = predict_data(self, X)
         total = 0
         for count, tree in enumerate(self.trees_, start=1):
             total = total + tree.predict_value(X)
@@ -268,8 +250,8 @@ class RandomForestClassifier(ClassifierMixin, _Forest):
         )
 
     def fit(self, X, y):
-        X = check_features(X)
-        self.classes_, encoded = encode_classes(check_target(X, y))
+        X, y = fit_data(self, X, y)
+        self.classes_, encoded = encode_classes(y)
 
         def one_hot(weight):
             statistics = np.zeros((len(X), len(self.classes_)))
@@ -290,7 +272,8 @@ class RandomForestClassifier(ClassifierMixin, _Forest):
         return last
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        probabilities = self.predict_proba(X)  # checks X (and that the model is fitted) first
+        return self.classes_[probabilities.argmax(1)]
 
 
 class RandomForestRegressor(RegressorMixin, _Forest):
@@ -315,8 +298,7 @@ class RandomForestRegressor(RegressorMixin, _Forest):
         ) = n_estimators, max_depth, min_samples_split, min_samples_leaf, max_features, bootstrap, random_state
 
     def fit(self, X, y):
-        X = check_features(X)
-        y = check_target(X, y).astype(np.float64)
+        X, y = fit_data(self, X, y)
         return self._fit_trees(X, lambda weight: np.stack([weight, weight * y, weight * y * y], 1), "squared_error")
 
     def staged_predict(self, X):
@@ -343,8 +325,8 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def fit(self, X, y):
-        X = check_features(X)
-        self.classes_, encoded = encode_classes(check_target(X, y))
+        X, y = fit_data(self, X, y)
+        self.classes_, encoded = encode_classes(y)
         n_classes = len(self.classes_)
         weight = np.full(len(X), 1 / len(X))
         sorted_rows = presort(X)  # every round refits the same X, only the weights change
@@ -371,34 +353,52 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
             self.estimators_.append(tree)
             self.estimator_weights_.append(alpha)
             self.estimator_errors_.append(error)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def staged_decision_function(self, X):
-        """Summed votes alpha_m * [h_m(x) = k] after each round, (n, K)."""
-        X = check_features(X, self.n_features_in_)
-        votes = np.zeros((len(X), len(self.classes_)))
+        """f(x) after each round: the votes of the trees so far over the sum of their weights.
+
+        SAMME's symmetric coding (Zhu et al., section 2.1): tree m adds alpha_m to the class it predicts
+        and -alpha_m / (K - 1) to each other class, so the K scores sum to 0; dividing by the running sum
+        of the alphas keeps every stage on the same scale. (n, K) scores, or for two classes the single
+        score f_1 - f_0 (positive: the second class), as scikit-learn returns them."""
+        X = predict_data(self, X)
+        n_classes = len(self.classes_)
+        votes, total_weight = np.zeros((len(X), n_classes)), 0.0
         for tree, alpha in zip(self.estimators_, self.estimator_weights_):
-            votes[np.arange(len(X)), tree.predict(X)] += alpha
-            yield votes / sum(self.estimator_weights_)
+            total_weight += alpha
+            vote = np.full((len(X), n_classes), -alpha / (n_classes - 1))
+            vote[np.arange(len(X)), tree.tree_.predict_value(X).argmax(1)] = alpha
+            votes += vote
+            decision = votes / total_weight
+            yield decision[:, 1] - decision[:, 0] if n_classes == 2 else decision
+
+    def decision_function(self, X):
+        *_, last = self.staged_decision_function(X)
+        return last
+
+    def _probabilities(self, decision: np.ndarray) -> np.ndarray:
+        """p_k = softmax(f(x) / (K - 1)) (eq. 15 of Zhu et al.); two classes: softmax of (-f/2, f/2)."""
+        if decision.ndim == 1:
+            return softmax(np.column_stack([-decision, decision]) / 2)
+        return softmax(decision / (len(self.classes_) - 1))
 
     def staged_predict_proba(self, X):
-        for votes in self.staged_decision_function(X):
-            # scikit-learn's SAMME probabilities: softmax of the votes / (K - 1)
-            scores = np.exp(votes / max(1, len(self.classes_) - 1))
-            yield scores / scores.sum(1, keepdims=True)
+        for decision in self.staged_decision_function(X):
+            yield self._probabilities(decision)
+
+    def _class_of(self, decision: np.ndarray) -> np.ndarray:
+        return self.classes_[(decision > 0).astype(int) if decision.ndim == 1 else decision.argmax(1)]
 
     def staged_predict(self, X):
-        for votes in self.staged_decision_function(X):
-            yield self.classes_[votes.argmax(1)]
+        for decision in self.staged_decision_function(X):
+            yield self._class_of(decision)
 
     def predict_proba(self, X):
-        *_, last = self.staged_predict_proba(X)
-        return last
+        return self._probabilities(self.decision_function(X))
 
     def predict(self, X):
-        *_, last = self.staged_predict(X)
-        return last
+        return self._class_of(self.decision_function(X))
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -424,15 +424,6 @@ def lower_median(values: np.ndarray) -> float:
     scikit-learn's leaf update, a weighted 50th percentile). Anything between the two middle
     values minimises sum |y - c| equally."""
     return float(np.sort(values)[(len(values) - 1) // 2])
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(1, keepdims=True))
-    return shifted / shifted.sum(1, keepdims=True)
-
-
-def sigmoid(scores: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-scores))
 
 
 class _GradientBoosting(BaseEstimator):
@@ -502,11 +493,10 @@ class _GradientBoosting(BaseEstimator):
                     if rounds_without_gain >= self.n_iter_no_change:
                         break
         self.n_estimators_ = len(self.trees_)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def staged_raw_predict(self, X):
-        X = check_features(X, self.n_features_in_)
+        X = predict_data(self, X)
         raw = np.tile(self.init_, (len(X), 1))
         for stage in self.trees_:
             for column, tree in enumerate(stage):
@@ -569,8 +559,7 @@ class GradientBoostingRegressor(RegressorMixin, _GradientBoosting):
     def fit(self, X, y):
         if self.loss not in ("squared_error", "absolute_error"):
             raise ValueError(f"Unknown loss {self.loss!r}; choose squared_error or absolute_error.")
-        X = check_features(X)
-        return self._fit_stages(X, check_target(X, y).astype(np.float64), raw_columns=1)
+        return self._fit_stages(*fit_data(self, X, y), raw_columns=1)
 
     def _initial_raw(self, y):
         return np.array([y.mean() if self.loss == "squared_error" else np.median(y)])
@@ -632,8 +621,8 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         )
 
     def fit(self, X, y):
-        X = check_features(X)
-        self.classes_, encoded = encode_classes(check_target(X, y))
+        X, y = fit_data(self, X, y)
+        self.classes_, encoded = encode_classes(y)
         return self._fit_stages(X, encoded, raw_columns=1 if len(self.classes_) == 2 else len(self.classes_))
 
     def _one_hot(self, y):
@@ -682,4 +671,5 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         return self._class_probabilities(self.raw_predict(X))
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        probabilities = self.predict_proba(X)  # checks X (and that the model is fitted) first
+        return self.classes_[probabilities.argmax(1)]

@@ -186,7 +186,6 @@ def best_split(
         & (position >= min_samples_leaf)
         & (k - position >= min_samples_leaf)
     )
-    valid &= (node_weight(left, criterion) > 0) & (node_weight(right, criterion) > 0)  # out-of-bootstrap rows weigh 0
     if not valid.any():
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -235,7 +234,8 @@ def grow_cart(
     """Grow a CART tree depth-first (left child first) from per-sample statistics (n, m): weighted
     one-hot classes for classification, (w, w*y, w*y^2) for regression. At each node `max_features`
     features are drawn without replacement (all of them for a plain tree; fewer in a random forest).
-    Samples with zero weight (out of a bootstrap) carry no statistics but still count as samples.
+    Rows with zero weight (out of a bootstrap) are left out, as if they were not there (as scikit-learn
+    does): they neither count as samples nor place thresholds.
 
     Every feature is sorted once, at the root; a split then keeps each child's rows in sorted order
     by filtering the parent's lists, so no node sorts again. An ensemble that grows many trees on the
@@ -274,5 +274,9 @@ def grow_cart(
         builder.split(node, feature, threshold, left, right, gain)
         return node
 
-    grow(presort(X) if sorted_rows is None else sorted_rows, 0)
+    sorted_rows = presort(X) if sorted_rows is None else sorted_rows
+    weighted = node_weight(statistics, criterion) > 0
+    if not weighted.all():
+        sorted_rows = sorted_subset(sorted_rows, weighted)
+    grow(sorted_rows, 0)
     return builder.build()

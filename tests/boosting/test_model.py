@@ -77,6 +77,36 @@ def test_adaboost_stumps_match_scikit_learns_samme_on_breast_cancer():
     assert [t.tree_.feature[0] for t in mine.estimators_] == [t.tree_.feature[0] for t in theirs.estimators_]
 
 
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_wine])
+def test_adaboost_decision_and_probabilities_match_scikit_learn_at_every_stage(loader):
+    X, y = float32_exact(loader)
+    X_train, X_test, y_train, _ = train_test_split(X, y, random_state=0, stratify=y)
+    mine = ours.AdaBoostClassifier(n_estimators=37, learning_rate=0.7, random_state=0).fit(X_train, y_train)
+    theirs = ensemble.AdaBoostClassifier(n_estimators=37, learning_rate=0.7, random_state=0).fit(X_train, y_train)
+    # the same stumps with the same weights (the precondition of the comparison)
+    assert [(t.tree_.feature[0], t.tree_.threshold[0]) for t in mine.estimators_] == [
+        (t.tree_.feature[0], t.tree_.threshold[0]) for t in theirs.estimators_
+    ]
+    np.testing.assert_allclose(mine.estimator_weights_, theirs.estimator_weights_, rtol=1e-9)
+    for X_eval in (X_train, X_test):
+        np.testing.assert_allclose(mine.decision_function(X_eval), theirs.decision_function(X_eval), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(mine.predict_proba(X_eval), theirs.predict_proba(X_eval), atol=1e-6, rtol=0)
+        stages = zip(
+            mine.staged_decision_function(X_eval),
+            theirs.staged_decision_function(X_eval),
+            mine.staged_predict_proba(X_eval),
+            theirs.staged_predict_proba(X_eval),
+            mine.staged_predict(X_eval),
+            theirs.staged_predict(X_eval),
+            strict=True,
+        )
+        for my_decision, their_decision, my_proba, their_proba, my_classes, their_classes in stages:
+            assert my_decision.shape == their_decision.shape  # (n,) for two classes, (n, K) otherwise
+            np.testing.assert_allclose(my_decision, their_decision, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(my_proba, their_proba, atol=1e-6, rtol=0)
+            np.testing.assert_array_equal(my_classes, their_classes)
+
+
 @pytest.mark.parametrize("criterion", ["gini", "entropy"])
 @pytest.mark.parametrize("loader", [load_iris, load_breast_cancer])
 def test_decision_tree_grows_scikit_learns_tree(criterion, loader):
@@ -152,10 +182,11 @@ def test_scikit_learn_api(estimator):
 @pytest.mark.parametrize(
     "X, y, message",
     [
-        ([[1.0, np.nan], [2.0, 3.0]], [0, 1], "missing or infinite"),
-        ([[1.0], [2.0]], [1, 1], "single class"),
-        ([["a"], ["b"]], [0, 1], "must be numbers"),
-        ([[1.0], [2.0], [3.0]], [0, 1], "one value per row"),
+        ([[1.0, np.nan], [2.0, 3.0]], [0, 1], r"missing \(NaN\) or infinite.*impute first"),
+        ([[1.0], [2.0]], [1, 1], "one class"),
+        ([["a"], ["b"]], [0, 1], "could not convert string to float"),
+        ([[1.0], [2.0], [3.0]], [0, 1], "inconsistent numbers of samples"),
+        ([[1.0], [2.0]], [0.5, 1.5], "Unknown label type: continuous"),
     ],
 )
 def test_bad_input_messages(X, y, message):
@@ -166,5 +197,5 @@ def test_bad_input_messages(X, y, message):
 def test_predict_checks_the_number_of_features():
     X, y = load_iris(return_X_y=True)
     model = ours.DecisionTreeClassifier(max_depth=2).fit(X, y)
-    with pytest.raises(ValueError, match="fitted on 4 features; got 3"):
+    with pytest.raises(ValueError, match="X has 3 features, but DecisionTreeClassifier is expecting 4"):
         model.predict(X[:, :3])

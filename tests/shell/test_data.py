@@ -1,7 +1,6 @@
 """The offline data sets load, have the documented sizes, and split the same way every time."""
 
 import numpy as np
-import pytest
 
 from shared import data
 
@@ -27,24 +26,6 @@ def test_mnist5k_is_balanced_and_split():
     assert split.train_images.shape == (4500, 28, 28) and split.validation_images.shape == (500, 28, 28)
     assert split.train_images.dtype == np.uint8 and split.train_images.max() > 200
     assert np.bincount(split.validation_labels).tolist() == [50] * 10
-
-
-def test_digits_are_rescaled_to_bytes():
-    split = data.digits8x8()
-    assert split.train_images.shape[1:] == (8, 8) and split.train_images.max() == 255
-    assert len(split.train_labels) + len(split.validation_labels) == 1797
-
-
-@pytest.mark.parametrize("name", sorted(data.TABULAR_SETS))
-def test_tabular_sets(name):
-    table = data.tabular(name)
-    assert table.train_features.shape[1] == len(table.feature_names)
-    assert len(table.validation_target) > 0 and table.task in {"classification", "regression"}
-
-
-def test_unknown_table_is_a_clear_error():
-    with pytest.raises(ValueError, match="choose one of"):
-        data.tabular("titanic_from_the_internet")
 
 
 def test_word2vec_evaluation_files_exist():
