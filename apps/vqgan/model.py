@@ -14,8 +14,10 @@ argmin has no gradient, so the decoder's gradient is copied straight through to 
 reconstruction, codebook term (moves the entries towards the encoder outputs) and commitment term
 (keeps the encoder near its entries; beta = 0.25). The codebook term can be replaced by exponential
 moving averages of the vectors assigned to each entry (Appendix A.1, eq. 6-8), which is what we use by
-default; entries that no vector picks any more are restarted on a random encoder output of the batch
-(dead-code restarts, as in Jukebox, Dhariwal et al. 2020), so the whole codebook stays in use.
+default, in the paper's order: a batch is quantised with the codebook as it stands, then the averages
+take in the vectors each entry received. Entries that no vector picks any more are restarted on a random
+encoder output of the batch (dead-code restarts, as in Jukebox, Dhariwal et al. 2020; not in the paper),
+so the whole codebook stays in use.
 
 VQGAN (Esser et al. 2021, "Taming Transformers for High-Resolution Image Synthesis") keeps the codec
 and changes the loss: a perceptual distance between features of x and x^ (LPIPS in the paper; here the
@@ -27,6 +29,12 @@ The GAN term is weighted adaptively (eq. 7):
 
 with GL the decoder's last layer, so that neither loss drowns the other whatever their scales. The
 discriminator starts after some steps of plain reconstruction training (the paper's `disc_start`).
+
+Where our VQGAN departs from Taming Transformers' code: the pixel term is the squared error of VQ-VAE
+(Taming uses L1); the perceptual features come from a digit classifier, not VGG; the codebook keeps its
+moving-average update; the discriminator uses GroupNorm instead of BatchNorm (see PatchDiscriminator);
+and it starts learning some steps before its loss reaches the decoder (apps/vqgan/train.py), where
+Taming switches both on at `disc_start`.
 
 Layout: the encoder, quantizer and decoder carry the parameter names of diffusers' `VQModel` (Encoder
 and Decoder of DownEncoderBlock2D / UpDecoderBlock2D with a UNetMidBlock2D, quant_conv, quantize.embedding,
