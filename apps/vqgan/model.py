@@ -400,6 +400,26 @@ def reconstruction_metrics(model: VQModel, images: torch.Tensor, batch_size: int
     }
 
 
+def gradient_energy(images: torch.Tensor) -> float:
+    """Sharpness as the mean squared finite difference between neighbouring pixels (the energy of the image
+    gradient), on the [0, 1] scale, of images (N, C, S, S) in [-1, 1]: blur lowers it, crisp strokes raise it."""
+    unit = (images.clamp(-1, 1) + 1) / 2
+    vertical = unit[..., 1:, :-1] - unit[..., :-1, :-1]  # (N, C, S-1, S-1)
+    horizontal = unit[..., :-1, 1:] - unit[..., :-1, :-1]
+    return (vertical.pow(2) + horizontal.pow(2)).mean().item()
+
+
+def high_frequency_power(images: torch.Tensor, cutoff: float = 0.25) -> float:
+    """Sharpness as the share of each image's spectral power (mean removed) above `cutoff` cycles per pixel
+    (0.5 is the highest a pixel grid holds), averaged over images (N, C, S, S) in [-1, 1]."""
+    unit = (images.clamp(-1, 1) + 1) / 2
+    power = torch.fft.fft2(unit - unit.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)  # (N, C, S, S)
+    frequencies = torch.fft.fftfreq(images.shape[-1])  # cycles per pixel
+    radius = (frequencies[:, None] ** 2 + frequencies[None, :] ** 2).sqrt()  # (S, S)
+    share = power[..., radius > cutoff].sum(-1) / power.flatten(-2).sum(-1).clamp_min(1e-12)  # (N, C)
+    return share.mean().item()
+
+
 # --- The VQGAN losses -----------------------------------------------------------------------------------
 
 

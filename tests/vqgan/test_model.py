@@ -19,6 +19,8 @@ from apps.vqgan.model import (
     adaptive_weight,
     discriminator_hinge_loss,
     generator_hinge_loss,
+    gradient_energy,
+    high_frequency_power,
     perplexity_of,
     prior_config,
     prior_loss,
@@ -157,6 +159,17 @@ def test_patch_discriminator_judges_each_image_alone_in_train_and_eval_mode():
         batched = discriminator.train()(images)
         alone = torch.cat([discriminator.eval()(image[None]) for image in images])
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)  # no batch statistics, no mode switch
+
+
+def test_sharpness_measures_rank_a_checkerboard_above_its_blur_and_a_flat_image_at_zero():
+    checkerboard = ((torch.arange(28)[:, None] // 2 + torch.arange(28)[None] // 2) % 2 * 2.0 - 1)[None, None]
+    blurred = F.avg_pool2d(F.pad(checkerboard, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    assert gradient_energy(flat) == 0.0 and high_frequency_power(flat) == pytest.approx(0.0, abs=1e-9)
+    assert gradient_energy(checkerboard) > 2 * gradient_energy(blurred) > 0
+    assert high_frequency_power(checkerboard) > high_frequency_power(blurred)
+    # 2x2 squares: a jump of 1 between 13 of the 27 neighbouring pairs along each axis
+    assert gradient_energy(checkerboard) == pytest.approx(2 * 13 / 27)
 
 
 def test_perceptual_loss_is_zero_for_equal_images_and_trains_only_the_image():

@@ -89,6 +89,21 @@ def test_after_a_vqgan_step_the_discriminator_gradient_is_that_of_its_own_loss_a
     assert row["discriminator"] == pytest.approx(own_loss.item(), rel=1e-6)
 
 
+def test_a_discriminator_learning_during_the_warm_up_leaves_the_codec_untouched():
+    accelerator = seeded_accelerator("no", 0)
+    recipe = OptimizerRecipe(steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0)
+    codec = VQModel(train.TINY_CODEC)
+    plain, watched = (train.CodecTrainer(copy.deepcopy(codec), recipe, accelerator) for _ in range(2))
+    watched.add_discriminator(DiscriminatorConfig(channels=8, norm_num_groups=4), learning_rate=1e-3)
+    batch = torch.rand(8, 1, 28, 28) * 2 - 1
+    for trainer in (plain, watched):
+        torch.manual_seed(1)  # the codebook's first-batch start draws from the global generator
+        row = trainer.step(0, batch)
+    assert "discriminator" in row and "gan" not in row  # it learned, and the codec's loss has no GAN term
+    for ours, theirs in zip(plain.model.state_dict().values(), watched.model.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
 @pytest.fixture(scope="module")
 def shipped_report() -> dict:
     return json.loads((train.CHECKPOINT_DIR / "training_report.json").read_text())
