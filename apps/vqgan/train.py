@@ -1,7 +1,8 @@
 """Reproduce `checkpoints/vqgan/`: a VQ-VAE and a VQGAN on MNIST-5k, and a GPT prior over the VQGAN's codes.
 
-    python -m apps.vqgan.train                          # the shipped recipe (about 13 minutes on 2 free CPU cores)
-    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (20.6 minutes beside another job)
+    python -m apps.vqgan.train                          # the shipped recipe on 2 threads
+    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (23.8 CPU minutes;
+                                                        # 52.7 minutes of wall clock beside four other jobs)
     python -m apps.vqgan.train --tiny --codec-steps 4 --gan-steps 2 --prior-steps 2 --out /tmp/v   # a smoke run
     accelerate launch -m apps.vqgan.train ...           # the same script on one or several GPUs
 
