@@ -4,7 +4,8 @@
   and the same tokens (every held-out token scored once);
 - parity: max |logit difference| between our GPT and GPT2LMHeadModel holding the same weights, and
   whether 256 greedy tokens are identical;
-- generation speed: greedy, 16-token prompts, 256 new tokens, batch 1 and 8, both models in this
+- generation speed (ours with the exact column-major layout of fast_layers.py, and its int8 copy):
+  greedy, 16-token prompts, 256 new tokens, batch 1 and 8, both models in this
   process with the same threads, median of several alternating runs; against the memory-bandwidth
   bound (bytes of weights a step reads / the measured matrix-vector bandwidth);
 - the tokenizer: characters per token, and whether `transformers` gives identical ids.
@@ -20,6 +21,7 @@ import torch
 from apps.textgen import side_by_side as sbs
 from apps.textgen.baselines import bits_per_character, choose_order
 from apps.textgen.evaluate import gpt_total_nll
+from apps.textgen.fast_layers import Int8Linear, quantize_int8, use_fast_linears
 from shared.data import wiki_text_split
 
 NEW_TOKENS = 256
@@ -43,8 +45,6 @@ def memory_bandwidth_bytes_per_second(size: int = 64 * 2**20, repeats: int = 10)
 def bytes_read_per_step(model: torch.nn.Module) -> int:
     """Bytes of the matrices a decoding step streams: every Linear (fp32 or int8), the tied head
     included; embedding lookups read one row and are left out."""
-    from apps.textgen.model import Int8Linear
-
     tensors = {}
     for module in model.modules():
         if isinstance(module, (torch.nn.Linear, Int8Linear)):
@@ -85,6 +85,7 @@ def run() -> dict:
     torch.set_num_threads(THREADS)
     split = wiki_text_split()
     models = sbs.text_models(sbs.SHIPPED)
+    use_fast_linears(models.gpt)  # the exact fast layout (fast_layers.py): same weights, same logits
     tokenizer = models.tokenizer
     train_ids, validation_ids = tokenizer.encode(split.train), tokenizer.encode(split.validation)
     validation_tokens = torch.tensor(validation_ids)
@@ -107,7 +108,7 @@ def run() -> dict:
 
     # Speed: greedy generation, batch 1 and 8.
     bandwidth = memory_bandwidth_bytes_per_second()
-    int8_gpt = models.gpt.quantize_int8()
+    int8_gpt = quantize_int8(models.gpt)
     step_bytes = {"ours": bytes_read_per_step(models.gpt), "ours int8": bytes_read_per_step(int8_gpt)}
     speed_rows, identical_everywhere, ratios = [], True, {}
     for batch in (1, 8):

@@ -278,7 +278,7 @@ class ScheduleConfig:
     beta_schedule: str = "linear"  # "linear" (DDPM) or "cosine" (Nichol & Dhariwal 2021)
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    clip_sample: bool = True  # clamp the x_0 estimate to the data range [-1, 1] while sampling
+    clip_sample: bool = True  # clamp the x_0 estimate to [-1, 1] while sampling (diffusers' default; not the papers')
 
     def __post_init__(self):
         if self.beta_schedule not in ("linear", "cosine"):
@@ -342,7 +342,11 @@ def diffusion_loss(
 def predict_x0(
     schedule: NoiseSchedule, x_t: torch.Tensor, predicted_noise: torch.Tensor, timestep: int
 ) -> torch.Tensor:
-    """Invert eq. 4 with the predicted noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    """Invert eq. 4 with the predicted noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).
+
+    With `clip_sample` (on by default, as in diffusers' DDPMScheduler and DDIMScheduler and in the DDPM
+    authors' released sampler) the estimate is clamped to the data range [-1, 1]. Neither paper's equations
+    clip: see ddpm_step and ddim_step for what that changes."""
     alpha_bar = schedule.alpha_bar(timestep)
     x0 = (x_t - (1 - alpha_bar) ** 0.5 * predicted_noise) / alpha_bar**0.5
     return x0.clamp(-1, 1) if schedule.config.clip_sample else x0
@@ -361,7 +365,13 @@ def ddpm_step(
     With t' = t - 1 this is eq. 6-7 of DDPM: mean = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
     + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t, variance beta~_t = (1 - alpha_bar_{t-1}) /
     (1 - alpha_bar_t) beta_t. Skipping steps uses the same formula with the effective
-    alpha_t = alpha_bar_t / alpha_bar_{t'}. Returns (x_{t'}, the x_0 estimate)."""
+    alpha_t = alpha_bar_t / alpha_bar_{t'}. Returns (x_{t'}, the x_0 estimate).
+
+    Departure from the paper: Algorithm 2 writes the mean as (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) /
+    sqrt(alpha_t), which is this posterior mean with the UNCLIPPED x_0 estimate. We form the mean from the
+    x_0 estimate, clamped to [-1, 1] when `clip_sample` is on (the default, like diffusers' DDPMScheduler
+    and the authors' code), which keeps early steps inside the data range; with clip_sample=False this
+    step is Algorithm 2 exactly."""
     alpha_bar, alpha_bar_previous = schedule.alpha_bar(timestep), schedule.alpha_bar(previous_timestep)
     alpha = alpha_bar / alpha_bar_previous
     beta = 1 - alpha
@@ -387,7 +397,13 @@ def ddim_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step (eq. 12): x_{t'} = sqrt(alpha_bar_{t'}) x_0 + sqrt(1 - alpha_bar_{t'} - sigma^2) eps + sigma z,
     with sigma = eta * sqrt((1 - alpha_bar_{t'}) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_{t'})
-    (eq. 16). eta = 0: deterministic; eta = 1: the DDPM posterior's noise. Returns (x_{t'}, the x_0 estimate)."""
+    (eq. 16). eta = 0: deterministic; eta = 1: the DDPM posterior's noise. Returns (x_{t'}, the x_0 estimate).
+
+    Departure from the paper: eq. 12 uses one consistent pair (x_0, eps) from the same prediction. With
+    `clip_sample` on (the default) we pair the CLIPPED x_0 with the UNCLIPPED predicted noise in the
+    "direction pointing to x_t" term, as diffusers' DDIMScheduler does unless `use_clipped_model_output`
+    recomputes eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) from the clipped x_0. With
+    clip_sample=False this step is eq. 12 exactly."""
     alpha_bar, alpha_bar_previous = schedule.alpha_bar(timestep), schedule.alpha_bar(previous_timestep)
     x0 = predict_x0(schedule, x_t, predicted_noise, timestep)
     sigma = eta * ((1 - alpha_bar_previous) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_previous)) ** 0.5

@@ -468,7 +468,19 @@ class MultiScaleFlowConfig:
 
 class MultiScaleFlow(NormalizingFlow):
     """The multi-scale architecture of RealNVP (section 3.6) and Glow (fig. 2): each level squeezes,
-    runs its steps and, except the last, factors out half of its channels as latents."""
+    runs its steps and, except the last, factors out half of its channels as latents.
+
+    Where this departs from the papers:
+    - RealNVP: a scale of the paper runs three checkerboard couplings at the full resolution of that scale,
+      THEN squeezes, then three channel-wise couplings. Here every level squeezes first, so the
+      checkerboard couplings act on the squeezed (4C, H/2, W/2) grid (each position of that checkerboard
+      holds a 2x2 block of pixels), and the last level ends with channel-wise couplings rather than the
+      paper's four checkerboard ones.
+    - Glow: the paper's split (its code's `split2d`) gives the factored-out half z_i a learned
+      conditional prior N(mu(h), sigma(h)^2), (mu, log sigma) = a zero-initialised conv of the half h that
+      goes on. Here every latent, split-off or final, has the same fixed prior (N(0, I) by default;
+      `prior_log_prob` and `prior_sample`), which costs some bits per dimension and makes the sampling
+      temperature act on all latents alike."""
 
     def __init__(self, config: MultiScaleFlowConfig):
         super().__init__()
@@ -511,7 +523,7 @@ class MultiScaleFlow(NormalizingFlow):
             x, log_det = level(x)
             total = total + log_det
             if index < len(self.levels) - 1:
-                z, x = x.chunk(2, dim=1)  # factor out half the channels (RealNVP eq. 13-14)
+                z, x = x.chunk(2, dim=1)  # factor out half the channels (RealNVP eq. 13-14); z ~ the fixed prior
                 latents.append(z)
         latents.append(x)
         return latents, total

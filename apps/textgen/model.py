@@ -20,14 +20,12 @@ chain of matrix-vector products, so its time is the time to stream the weights f
 the fixed cost of every PyTorch op launched from Python. The step path here therefore keeps the op
 count low: one fused q/k/v projection, a cache written in place into preallocated tensors,
 attention over the filled part of the cache with `F.scaled_dot_product_attention`, and logits only
-for the last position; and it streams the weights in the layout the CPU reads fastest (FastLinear).
-That is the exact fp32 mode: its greedy tokens equal Hugging Face's. `quantize_int8()` gives the
-declared fast mode: int8 weights, 4x fewer bytes per step, close to but not exactly the fp32 logits.
+for the last position. Ways to store the weights so that they stream faster (an exact column-major
+layout, an approximate int8 copy) live apart, in fast_layers.py, and apply to a model only when asked.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,33 +136,6 @@ class KVCache:
 # The model
 
 
-class FastLinear(nn.Linear):
-    """
-    nn.Linear (same parameters, same state dict) that multiplies wide layers faster at inference.
-
-    A decoding step at batch 1 is a matrix-vector product per layer, bound by how fast the weights
-    stream from memory, and the CPU BLAS kernel streams the weight about 2x faster when it is stored
-    column by column if out > in: measured here with weights out of cache, 256 -> 4096 takes 190-260 us
-    instead of 510-640 us, 256 -> 768 55 us instead of 100 us (for out < in, 1024 -> 256, the usual
-    row-major order is the fast one). So when no gradient is needed a wide layer calls the same
-    F.linear on a column-major copy of its weight, made once and remade whenever the weight changes
-    (new storage, dtype or device, or an in-place update, which bumps its version counter).
-    """
-
-    _column_major_weight = None  # same (out, in) values, stored column by column
-    _copied_from = None  # identity of the weight it was copied from
-
-    def forward(self, x):
-        weight = self.weight
-        if self.out_features > self.in_features and not torch.is_grad_enabled():
-            key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-            if self._copied_from != key:
-                self._column_major_weight = weight.detach().t().contiguous().t()
-                self._copied_from = key
-            weight = self._column_major_weight
-        return F.linear(x, weight, self.bias)
-
-
 class CausalSelfAttention(nn.Module):
     """Multi-head attention where position t attends to positions <= t (Vaswani et al. 2017, eq. 1)."""
 
@@ -173,7 +144,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.head_size = config.head_size
-        self.c_attn = FastLinear(config.n_embd, 3 * config.n_embd)  # q, k, v for all heads in one matmul
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v for all heads in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -212,7 +183,7 @@ class MLP(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = FastLinear(config.n_embd, 4 * config.n_embd)
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -250,7 +221,7 @@ class GPT(nn.Module):
         if config.position_encoding == "learned":
             modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)  # position embedding
         self.transformer = nn.ModuleDict(modules)
-        self.lm_head = FastLinear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf 2017)
 
         if config.position_encoding == "rope":
@@ -277,32 +248,11 @@ class GPT(nn.Module):
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Number of parameters (the tied head counted once); optionally without the embedding tables."""
         n = sum(p.numel() for p in self.parameters())
-        # an int8 copy (quantize_int8) keeps its Linear weights as buffers: count them as parameters
-        n += sum(
-            m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
-            for m in self.modules()
-            if isinstance(m, Int8Linear) and m is not self.lm_head
-        )
         if exclude_embeddings:
             n -= self.transformer.wte.weight.numel()
             if "wpe" in self.transformer:
                 n -= self.transformer.wpe.weight.numel()
         return n
-
-    def quantize_int8(self) -> GPT:
-        """
-        The fast mode: a copy for inference whose Linear layers, output head included, keep their
-        weights in int8 (see Int8Linear); embeddings, LayerNorms, biases, activations and the KV cache
-        stay fp32. About 4x fewer weight bytes per decoding step. Not exact: logits move by about the
-        quantization error, so greedy tokens can part from the fp32 model's (and HF's) where two
-        candidates are nearly tied. This model is untouched.
-        """
-        model = copy.deepcopy(self).eval()
-        for module in list(model.modules()):
-            for name, child in list(module.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(module, name, Int8Linear(child))
-        return model
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         weight = self.transformer.wte.weight
@@ -456,47 +406,6 @@ class GPT(nn.Module):
         if idx.dim() != 2 or idx.size(0) != 1 or idx.size(1) == 0:
             raise ValueError(f"expected one non-empty sequence, (1, T) or (T,), got shape {tuple(idx.shape)}")
         return F.softmax(self.last_logits(idx)[0].float(), dim=-1)
-
-
-# -----------------------------------------------------------------------------
-# Fast mode: int8 weight-only quantization
-
-
-class Int8Linear(nn.Module):
-    """
-    A frozen nn.Linear whose weight is stored in int8 with one scale per output row:
-
-        W[o, :] ~ scale[o] * W_int8[o, :],   scale[o] = max_i |W[o, i]| / 127
-
-    (symmetric absmax, "vector-wise" quantization as in LLM.int8(), Dettmers et al. 2022, sec. 3).
-    A batch-1 decoding step is bound by reading the weights from memory, and int8 reads 4x fewer bytes
-    than fp32. Inputs and outputs are fp32; inside, PyTorch's int8 weight-only CPU kernel
-    (torch._weight_int8pack_mm) multiplies bf16 activations by the int8 rows. That kernel needs
-    in_features to be a multiple of 16 (it returns garbage otherwise), so other sizes, and other
-    devices, use a plain dequantizing matmul in fp32: the same int8 weights, just not faster.
-    """
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        w = linear.weight.detach().float()  # (out, in)
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
-        scale = scale.to(torch.bfloat16)  # the kernel wants bf16 scales; quantize against the rounded ones
-        self.register_buffer("weight", torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.use_kernel = hasattr(torch, "_weight_int8pack_mm") and self.in_features % 16 == 0
-
-    def forward(self, x):
-        shape = x.shape  # (..., in)
-        x = x.reshape(-1, self.in_features)  # (N, in)
-        if self.use_kernel and x.is_cpu:
-            y = torch._weight_int8pack_mm(x.to(torch.bfloat16).contiguous(), self.weight, self.scale).float()
-        else:
-            y = F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*shape[:-1], self.out_features)  # (..., out)
 
 
 # -----------------------------------------------------------------------------

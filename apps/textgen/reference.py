@@ -14,7 +14,8 @@ import os
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from apps.textgen.model import GPT, GPTConfig, Int8Linear
+from apps.textgen.fast_layers import Int8Linear
+from apps.textgen.model import GPT, GPTConfig
 from shared.checkpoint import load_transformers_model
 
 # Weights held by Conv1D in Hugging Face's GPT-2: (in, out) there, (out, in) in nn.Linear.

@@ -65,6 +65,7 @@ def shipped_tokenizer() -> BPETokenizer:
 @functools.lru_cache(maxsize=4)
 def text_models(name: str = SHIPPED) -> TextModels:
     """The shipped GPT, or a Hub / local GPT-2 by name, with its HF twin holding the same weights."""
+    from apps.textgen.fast_layers import use_fast_linears
     from apps.textgen.reference import HUB_FILES, gpt_to_hf, load_hub_gpt
 
     if name == SHIPPED:
@@ -84,7 +85,9 @@ def text_models(name: str = SHIPPED) -> TextModels:
                 f"{name!r} has no tokenizer files next to its weights: {str(error).splitlines()[0]}"
             ) from error
     device = current_device()
-    return TextModels(name, gpt.to(device).eval(), gpt_to_hf(gpt).to(device).eval(), hf_tokenizer, tokenizer)
+    gpt = gpt.to(device).eval()
+    hf_gpt = gpt_to_hf(gpt).to(device).eval()
+    return TextModels(name, use_fast_linears(gpt), hf_gpt, hf_tokenizer, tokenizer)
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,8 +14,10 @@ argmin has no gradient, so the decoder's gradient is copied straight through to 
 reconstruction, codebook term (moves the entries towards the encoder outputs) and commitment term
 (keeps the encoder near its entries; beta = 0.25). The codebook term can be replaced by exponential
 moving averages of the vectors assigned to each entry (Appendix A.1, eq. 6-8), which is what we use by
-default; entries that no vector picks any more are restarted on a random encoder output of the batch
-(dead-code restarts, as in Jukebox, Dhariwal et al. 2020), so the whole codebook stays in use.
+default, in the paper's order: a batch is quantised with the codebook as it stands, then the averages
+take in the vectors each entry received. Entries that no vector picks any more are restarted on a random
+encoder output of the batch (dead-code restarts, as in Jukebox, Dhariwal et al. 2020; not in the paper),
+so the whole codebook stays in use.
 
 VQGAN (Esser et al. 2021, "Taming Transformers for High-Resolution Image Synthesis") keeps the codec
 and changes the loss: a perceptual distance between features of x and x^ (LPIPS in the paper; here the
@@ -27,6 +29,12 @@ The GAN term is weighted adaptively (eq. 7):
 
 with GL the decoder's last layer, so that neither loss drowns the other whatever their scales. The
 discriminator starts after some steps of plain reconstruction training (the paper's `disc_start`).
+
+Where our VQGAN departs from Taming Transformers' code: the pixel term is the squared error of VQ-VAE
+(Taming uses L1); the perceptual features come from a digit classifier, not VGG; the codebook keeps its
+moving-average update; the discriminator uses GroupNorm instead of BatchNorm (see PatchDiscriminator);
+and it starts learning some steps before its loss reaches the decoder (apps/vqgan/train.py), where
+Taming switches both on at `disc_start`.
 
 Layout: the encoder, quantizer and decoder carry the parameter names of diffusers' `VQModel` (Encoder
 and Decoder of DownEncoderBlock2D / UpDecoderBlock2D with a UNetMidBlock2D, quant_conv, quantize.embedding,
@@ -277,35 +285,42 @@ class VectorQuantizer(nn.Module):
         return self.embedding(indices).permute(0, 3, 1, 2)
 
     def forward(self, z_e: torch.Tensor) -> Quantized:
-        """z_e (B, D, h, w) -> the quantized grid and its indices. In training mode with the EMA update the
-        codebook moves towards the vectors of this batch first (no gradient takes part in that)."""
+        """z_e (B, D, h, w) -> the quantized grid and its indices. In training mode with the EMA update, the
+        batch is quantised with the codebook as it stands, then the codebook moves towards the vectors each
+        entry received (Appendix A.1's order; no gradient takes part in that update)."""
         z_e = z_e.float()  # distances and averages in fp32, also under bf16 autocast
         batch, dim, height, width = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, dim)  # (B*h*w, D)
         ema = self.config.codebook_update == "ema"
-        if ema and self.training:
-            self.update_codebook(flat.detach().float())
+        if ema and self.training and not bool(self.initialised):
+            self.initialise_codebook(flat.detach())
         indices = self.nearest(flat)  # (B*h*w,)
         z_q = self.embedding(indices).view(batch, height, width, dim).permute(0, 3, 1, 2)  # (B, D, h, w)
         loss = vq_loss(z_e, z_q, self.config.commitment_beta, codebook_term=not ema)
         z_q = z_e + (z_q - z_e).detach()  # straight-through: the decoder's gradient flows to z_e unchanged
+        if ema and self.training:
+            self.update_codebook(flat.detach(), indices)
         indices = indices.view(batch, height, width)
         return Quantized(z_q, indices, loss, perplexity_of(indices, self.config.num_vq_embeddings))
 
     @torch.no_grad()
-    def update_codebook(self, flat: torch.Tensor) -> None:
-        """One step of eq. 6-8 on the vectors `flat` (N, D):
+    def initialise_codebook(self, flat: torch.Tensor) -> None:
+        """A data-dependent start: every entry becomes a random vector of the first batch `flat` (N, D)."""
+        codebook_size = self.config.num_vq_embeddings
+        chosen = flat[torch.randint(0, len(flat), (codebook_size,), device=flat.device)]
+        self.embedding.weight.data.copy_(chosen)
+        self.ema_cluster_size.fill_(len(flat) / codebook_size)
+        self.ema_embedding_sum.copy_(chosen * len(flat) / codebook_size)
+        self.initialised.fill_(True)
+
+    @torch.no_grad()
+    def update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """One step of eq. 6-8 on the vectors `flat` (N, D) assigned to the entries `indices` (N,):
             N_k <- gamma N_k + (1 - gamma) n_k,   m_k <- gamma m_k + (1 - gamma) sum_{z -> k} z,   e_k = m_k / N_k
         (N_k Laplace-smoothed so that e_k stays defined), then dead-code restarts: entries with N_k below the
-        threshold become random vectors of this batch. The first batch initialises every entry that way."""
+        threshold become random vectors of this batch."""
         codebook_size, gamma = self.config.num_vq_embeddings, self.config.ema_decay
-        if not bool(self.initialised):  # data-dependent start: entries on the first batch's vectors
-            chosen = flat[torch.randint(0, len(flat), (codebook_size,), device=flat.device)]
-            self.embedding.weight.data.copy_(chosen)
-            self.ema_cluster_size.fill_(len(flat) / codebook_size)
-            self.ema_embedding_sum.copy_(chosen * len(flat) / codebook_size)
-            self.initialised.fill_(True)
-        assignments = F.one_hot(self.nearest(flat), codebook_size).type(flat.dtype)  # (N, K)
+        assignments = F.one_hot(indices, codebook_size).type(flat.dtype)  # (N, K)
         self.ema_cluster_size.mul_(gamma).add_(assignments.sum(0), alpha=1 - gamma)
         self.ema_embedding_sum.mul_(gamma).add_(assignments.t() @ flat, alpha=1 - gamma)
         total = self.ema_cluster_size.sum()
@@ -385,6 +400,26 @@ def reconstruction_metrics(model: VQModel, images: torch.Tensor, batch_size: int
     }
 
 
+def gradient_energy(images: torch.Tensor) -> float:
+    """Sharpness as the mean squared finite difference between neighbouring pixels (the energy of the image
+    gradient), on the [0, 1] scale, of images (N, C, S, S) in [-1, 1]: blur lowers it, crisp strokes raise it."""
+    unit = (images.clamp(-1, 1) + 1) / 2
+    vertical = unit[..., 1:, :-1] - unit[..., :-1, :-1]  # (N, C, S-1, S-1)
+    horizontal = unit[..., :-1, 1:] - unit[..., :-1, :-1]
+    return (vertical.pow(2) + horizontal.pow(2)).mean().item()
+
+
+def high_frequency_power(images: torch.Tensor, cutoff: float = 0.25) -> float:
+    """Sharpness as the share of each image's spectral power (mean removed) above `cutoff` cycles per pixel
+    (0.5 is the highest a pixel grid holds), averaged over images (N, C, S, S) in [-1, 1]."""
+    unit = (images.clamp(-1, 1) + 1) / 2
+    power = torch.fft.fft2(unit - unit.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)  # (N, C, S, S)
+    frequencies = torch.fft.fftfreq(images.shape[-1])  # cycles per pixel
+    radius = (frequencies[:, None] ** 2 + frequencies[None, :] ** 2).sqrt()  # (S, S)
+    share = power[..., radius > cutoff].sum(-1) / power.flatten(-2).sum(-1).clamp_min(1e-12)  # (N, C)
+    return share.mean().item()
+
+
 # --- The VQGAN losses -----------------------------------------------------------------------------------
 
 
@@ -393,11 +428,18 @@ class DiscriminatorConfig:
     in_channels: int = 1
     channels: int = 32  # width of the first layer; doubled by each further layer
     layers: int = 2  # stride-2 layers: 28 -> 14 -> 7, then two stride-1 layers give a 5x5 grid of patch logits
+    norm_num_groups: int = 8  # GroupNorm groups of the inner layers
 
 
 class PatchDiscriminator(nn.Module):
     """PatchGAN (Isola et al. 2017, as in VQGAN): a small convnet whose output is a grid of logits, one per
-    overlapping patch, each saying "real" (> 0) or "reconstructed" (< 0) for its part of the image."""
+    overlapping patch, each saying "real" (> 0) or "reconstructed" (< 0) for its part of the image.
+
+    Departure from Taming Transformers' `NLayerDiscriminator`: GroupNorm instead of BatchNorm (the code
+    there also offers ActNorm). GroupNorm normalises each image on its own, so the discriminator computes
+    the same function when it judges reconstructions for the decoder's loss and when it takes its own
+    step on a batch of real digits and one of reconstructions; BatchNorm would mix the statistics of the
+    batch in train mode and use running averages in eval mode."""
 
     def __init__(self, config: DiscriminatorConfig):
         super().__init__()
@@ -411,7 +453,7 @@ class PatchDiscriminator(nn.Module):
             stride = 2 if index < config.layers else 1
             layers += [
                 nn.Conv2d(width, width * 2, 4, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(width * 2),
+                nn.GroupNorm(config.norm_num_groups, width * 2),
                 nn.LeakyReLU(0.2),
             ]
             width *= 2

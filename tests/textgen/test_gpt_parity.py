@@ -16,11 +16,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from apps.textgen.fast_layers import FastLinear, Int8Linear, quantize_int8, use_fast_linears
 from apps.textgen.model import (
     GPT,
-    FastLinear,
     GPTConfig,
-    Int8Linear,
     KVCache,
     apply_rope,
     rope_tables,
@@ -377,7 +376,30 @@ def test_init_and_parameter_count():
 
 
 # -----------------------------------------------------------------------------
-# Speed devices: the transposed weight copy and the int8 fast mode
+# Speed devices (fast_layers.py): the column-major weight copy and the int8 fast mode
+
+
+def test_plain_model_holds_only_plain_linears():
+    _, ours = make_pair(48, 3, 1, 97)
+    assert all(type(m) is torch.nn.Linear for m in ours.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_fast_linears_keep_the_weights_and_match_hf_exactly(pair):
+    hf_model, ours = pair
+    before = {name: tensor.clone() for name, tensor in ours.state_dict().items()}
+    idx = torch.randint(0, ours.config.vocab_size, (2, 9))
+    with torch.no_grad():
+        plain_logits = ours(idx)[0]
+    fast = use_fast_linears(ours)
+    assert fast is ours and fast.lm_head.weight is fast.transformer.wte.weight  # in place, the head still tied
+    wide = [m for m in fast.modules() if isinstance(m, FastLinear)]
+    assert len(wide) == 2 * fast.config.n_layer + 1  # c_attn and c_fc of every block, and the head
+    assert fast.state_dict().keys() == before.keys()
+    assert all(torch.equal(before[name], tensor) for name, tensor in fast.state_dict().items())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(idx)[0], plain_logits, atol=1e-5, rtol=1e-5)
+        expected = hf_greedy(hf_model, idx[:1, :7], 30)
+    assert torch.equal(fast.generate(idx[:1, :7], 30, temperature=0.0), expected)
 
 
 def test_fast_linear_follows_weight_updates():
@@ -399,11 +421,13 @@ def test_fast_linear_follows_weight_updates():
 def test_int8_fast_mode_is_close_to_fp32(n_embd, n_head):
     _, ours = make_pair(n_embd, n_head, 2, 211, seed=5)
     before = {k: v.clone() for k, v in ours.state_dict().items()}
-    fast = ours.quantize_int8()
-    assert not any(type(m) is torch.nn.Linear or type(m) is FastLinear for m in fast.modules())
-    assert sum(isinstance(m, Int8Linear) for m in fast.modules()) == 4 * 2 + 1  # 4 per block + the head
+    fast = quantize_int8(ours)
+    assert not any(isinstance(m, torch.nn.Linear) for m in fast.modules())
+    int8_layers = [m for m in fast.modules() if isinstance(m, Int8Linear)]
+    assert len(int8_layers) == 4 * 2 + 1  # 4 per block + the head
     assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items())  # original untouched
-    assert fast.num_parameters() == ours.num_parameters()
+    linear_weights = sum(m.weight.numel() for m in ours.modules() if isinstance(m, torch.nn.Linear))
+    assert sum(m.weight.numel() for m in int8_layers) == linear_weights  # every weight quantized, none dropped
     with pytest.raises(ValueError, match="int8"):
         gpt_to_hf(fast)
     idx = torch.randint(0, 211, (2, 30))

@@ -19,6 +19,8 @@ from apps.vqgan.model import (
     adaptive_weight,
     discriminator_hinge_loss,
     generator_hinge_loss,
+    gradient_energy,
+    high_frequency_power,
     perplexity_of,
     prior_config,
     prior_loss,
@@ -71,7 +73,7 @@ def test_moving_average_update_moves_each_entry_to_its_vectors_mean():
     vq.initialised.fill_(True)
     near_zero = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     near_ten = torch.tensor([[9.0, 9.0], [11.0, 12.0]])
-    vq.update_codebook(torch.cat([near_zero, near_ten]))
+    vq.update_codebook(torch.cat([near_zero, near_ten]), torch.tensor([0, 0, 0, 1, 1]))
     assert torch.allclose(vq.embedding.weight[0], near_zero.mean(0), atol=1e-4)
     assert torch.allclose(vq.embedding.weight[1], near_ten.mean(0), atol=1e-4)
     # gamma = 0.5: half of the old average, half of the new vector
@@ -80,7 +82,7 @@ def test_moving_average_update_moves_each_entry_to_its_vectors_mean():
     slow.ema_cluster_size.fill_(1.0)
     slow.ema_embedding_sum.copy_(slow.embedding.weight.data)
     slow.initialised.fill_(True)
-    slow.update_codebook(torch.tensor([[2.0, 2.0]]))  # one vector, nearest to entry 0
+    slow.update_codebook(torch.tensor([[2.0, 2.0]]), torch.tensor([0]))  # one vector, assigned to entry 0
     assert torch.allclose(
         slow.embedding.weight[0], torch.tensor([1.0, 1.0]), atol=1e-3
     )  # (0.5*0 + 0.5*2) / (0.5*1 + 0.5*1)
@@ -89,23 +91,34 @@ def test_moving_average_update_moves_each_entry_to_its_vectors_mean():
 def test_dead_entries_restart_on_batch_vectors_and_the_first_batch_initialises_the_codebook():
     vq = quantizer(codebook_size=3, ema_decay=0.9, dead_code_threshold=1.0).train()
     batch = torch.randn(64, 2)
-    vq.update_codebook(batch)  # first call: every entry is one of the batch's vectors
+    vq(batch.T.reshape(1, 2, 8, 8))  # first batch: every entry starts as one of its vectors
     assert bool(vq.initialised)
     vq.embedding.weight.data[2] = torch.tensor([100.0, 100.0])  # far from every vector: never chosen
     vq.ema_embedding_sum[2] = vq.embedding.weight.data[2] * vq.ema_cluster_size[2]
     vq.ema_cluster_size[2] = 0.5  # and already below the threshold
-    vq.update_codebook(batch)
+    vq.update_codebook(batch, vq.nearest(batch))
     assert vq.restarted >= 1
     assert any(torch.allclose(vq.embedding.weight[2], vector) for vector in batch)  # restarted on a vector of the batch
 
 
+def test_training_quantises_with_the_codebook_before_its_moving_average_update():
+    vq = quantizer(codebook_size=2, ema_decay=0.0, dead_code_threshold=0.0).train()
+    vq.embedding.weight.data = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
+    vq.initialised.fill_(True)
+    z_e = torch.tensor([[1.0, 1.0], [3.0, 3.0]]).T.reshape(1, 2, 1, 2)
+    out = vq(z_e)
+    assert out.indices.flatten().tolist() == [0, 0]
+    assert torch.equal(out.z_q, z_e + (torch.zeros_like(z_e) - z_e))  # the entry as it was, (0, 0)
+    assert torch.allclose(vq.embedding.weight[0], torch.tensor([2.0, 2.0]), atol=1e-3)  # then moved to the mean
+
+
 def test_a_loaded_codebook_is_kept_when_training_goes_on():
     trained = quantizer(codebook_size=3).train()
-    trained.update_codebook(torch.randn(64, 2))  # initialised on a batch
+    trained(torch.randn(1, 2, 8, 8))  # initialised on a batch
     loaded = quantizer(codebook_size=3).train()
     loaded.load_state_dict(trained.state_dict())
     before = loaded.embedding.weight.clone()
-    loaded.update_codebook(torch.randn(64, 2) + 6)  # a far-away batch: a fresh start would copy its vectors
+    loaded(torch.randn(1, 2, 8, 8) + 6)  # a far-away batch: a fresh start would copy its vectors
     assert bool(loaded.initialised) and (loaded.embedding.weight - before).abs().max() < 2
 
 
@@ -137,6 +150,26 @@ def test_hinge_losses():
 
 def test_patch_discriminator_gives_a_grid_of_logits():
     assert PatchDiscriminator(DiscriminatorConfig(channels=8)).eval()(torch.randn(3, 1, 28, 28)).shape == (3, 1, 5, 5)
+
+
+def test_patch_discriminator_judges_each_image_alone_in_train_and_eval_mode():
+    discriminator = PatchDiscriminator(DiscriminatorConfig(channels=8))
+    images = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        batched = discriminator.train()(images)
+        alone = torch.cat([discriminator.eval()(image[None]) for image in images])
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)  # no batch statistics, no mode switch
+
+
+def test_sharpness_measures_rank_a_checkerboard_above_its_blur_and_a_flat_image_at_zero():
+    checkerboard = ((torch.arange(28)[:, None] // 2 + torch.arange(28)[None] // 2) % 2 * 2.0 - 1)[None, None]
+    blurred = F.avg_pool2d(F.pad(checkerboard, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    assert gradient_energy(flat) == 0.0 and high_frequency_power(flat) == pytest.approx(0.0, abs=1e-9)
+    assert gradient_energy(checkerboard) > 2 * gradient_energy(blurred) > 0
+    assert high_frequency_power(checkerboard) > high_frequency_power(blurred)
+    # 2x2 squares: a jump of 1 between 13 of the 27 neighbouring pairs along each axis
+    assert gradient_energy(checkerboard) == pytest.approx(2 * 13 / 27)
 
 
 def test_perceptual_loss_is_zero_for_equal_images_and_trains_only_the_image():

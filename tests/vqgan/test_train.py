@@ -1,5 +1,7 @@
-"""The training script end to end on a tiny codec and prior, and the shipped checkpoints it produced."""
+"""The training script end to end on a tiny codec and prior, one VQGAN step's gradients, and the shipped
+checkpoints it produced."""
 
+import copy
 import json
 
 import pytest
@@ -8,8 +10,9 @@ from diffusers import VQModel as DiffusersVQModel
 
 from apps.textgen.model import GPT, GPTConfig
 from apps.vqgan import train
-from apps.vqgan.model import VQConfig, VQModel, reconstruction_metrics
+from apps.vqgan.model import DiscriminatorConfig, VQConfig, VQModel, discriminator_hinge_loss, reconstruction_metrics
 from shared.checkpoint import load_model
+from shared.training import OptimizerRecipe, seeded_accelerator
 
 
 def test_tiny_training_run_writes_loadable_checkpoints_and_diffusers_folders(tmp_path):
@@ -54,6 +57,51 @@ def test_tiny_training_run_writes_loadable_checkpoints_and_diffusers_folders(tmp
     assert (tmp_path / "ours" / "reconstructions.png").stat().st_size > 100 and (
         tmp_path / "ours" / "prior_samples.png"
     ).exists()
+
+
+def test_after_a_vqgan_step_the_discriminator_gradient_is_that_of_its_own_loss_alone():
+    """The decoder's adversarial term runs through the discriminator; none of its gradient may reach the
+    discriminator's parameters, whose update must follow its hinge loss on real digits and reconstructions."""
+    accelerator = seeded_accelerator("no", 0)
+    recipe = OptimizerRecipe(steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0)
+    warm_up = train.CodecTrainer(VQModel(train.TINY_CODEC), recipe, accelerator)
+    warm_up.add_discriminator(DiscriminatorConfig(channels=8, norm_num_groups=4), learning_rate=1e-3)
+    trainer = warm_up.branch(disc_weight=1.0)  # the VQGAN: the discriminator moves over, the GAN term turns on
+    assert trainer.adversarial and warm_up.discriminator is None
+    discriminator = trainer.discriminator
+    before_step = copy.deepcopy(discriminator)
+    judged, gradients_at_update = [], []
+    discriminator.register_forward_pre_hook(lambda module, inputs: judged.append(inputs[0].detach().clone()))
+    trainer.discriminator_optimizer.optimizer.register_step_pre_hook(  # the torch optimizer Accelerate wraps
+        lambda optimizer, args, kwargs: gradients_at_update.append([p.grad.clone() for p in discriminator.parameters()])
+    )
+    batch = torch.rand(8, 1, 28, 28) * 2 - 1
+    row = trainer.step(0, batch)
+
+    assert row["adaptive_weight"] > 0 and row["gan"] != 0  # the decoder did get an adversarial term
+    reconstruction_for_decoder, real, reconstruction = judged  # three calls: the decoder's loss, then its own step
+    assert torch.equal(real, batch) and torch.equal(reconstruction, reconstruction_for_decoder)
+    own_loss = discriminator_hinge_loss(before_step(real), before_step(reconstruction))
+    expected = torch.autograd.grad(own_loss, list(before_step.parameters()))
+    (actual,) = gradients_at_update
+    for ours, theirs in zip(actual, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-8)
+    assert row["discriminator"] == pytest.approx(own_loss.item(), rel=1e-6)
+
+
+def test_a_discriminator_learning_during_the_warm_up_leaves_the_codec_untouched():
+    accelerator = seeded_accelerator("no", 0)
+    recipe = OptimizerRecipe(steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0)
+    codec = VQModel(train.TINY_CODEC)
+    plain, watched = (train.CodecTrainer(copy.deepcopy(codec), recipe, accelerator) for _ in range(2))
+    watched.add_discriminator(DiscriminatorConfig(channels=8, norm_num_groups=4), learning_rate=1e-3)
+    batch = torch.rand(8, 1, 28, 28) * 2 - 1
+    for trainer in (plain, watched):
+        torch.manual_seed(1)  # the codebook's first-batch start draws from the global generator
+        row = trainer.step(0, batch)
+    assert "discriminator" in row and "gan" not in row  # it learned, and the codec's loss has no GAN term
+    for ours, theirs in zip(plain.model.state_dict().values(), watched.model.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs)
 
 
 @pytest.fixture(scope="module")
