@@ -228,4 +228,5 @@ API_EXAMPLES = {
     "metric_upload": (_file(EXAMPLE_DIGIT), "ArcFace", DIMENSIONS[0], 0.1, 16.0),
     "metric_simclr": (7,),
 }
+MAIN_ACTION = ("metric_embeddings", API_EXAMPLES["metric_embeddings"])  # what `python -m bench app` clicks
 BROWSER_CHECK = {"button": "Show the embeddings", "expect_text": "max |difference|", "timeout_ms": 60_000}
