@@ -142,13 +142,11 @@ class DecisionTreeClassifier(ClassifierMixin, _CART):
 
 class DecisionTreeRegressor(RegressorMixin, _CART):
     def __init__(self, max_depth=None, min_samples_split=2, min_samples_leaf=1, max_features=None, random_state=None):
-        self.max_depth, self.min_samples_split, self.min_samples_leaf, self.max_features, self.random_state = (
-            max_depth,
-            min_samples_split,
-            min_samples_leaf,
-            max_features,
-            random_state,
-        )
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
         X, y = fit_data(self, X, y)
@@ -317,12 +315,10 @@ class RandomForestRegressor(RegressorMixin, _Forest):
 
 class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_estimators=50, learning_rate=1.0, max_depth=1, random_state=None):
-        self.n_estimators, self.learning_rate, self.max_depth, self.random_state = (
-            n_estimators,
-            learning_rate,
-            max_depth,
-            random_state,
-        )
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.random_state = random_state
 
     def fit(self, X, y):
         X, y = fit_data(self, X, y)
@@ -537,24 +533,18 @@ class GradientBoostingRegressor(RegressorMixin, _GradientBoosting):
         tol=1e-4,
         random_state=None,
     ):
-        self.loss, self.learning_rate, self.n_estimators, self.subsample, self.max_depth = (
-            loss,
-            learning_rate,
-            n_estimators,
-            subsample,
-            max_depth,
-        )
-        self.min_samples_split, self.min_samples_leaf, self.max_features = (
-            min_samples_split,
-            min_samples_leaf,
-            max_features,
-        )
-        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = (
-            validation_fraction,
-            n_iter_no_change,
-            tol,
-            random_state,
-        )
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.n_estimators = n_estimators
+        self.subsample = subsample
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
 
     def fit(self, X, y):
         if self.loss not in ("squared_error", "absolute_error"):
@@ -602,23 +592,17 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         tol=1e-4,
         random_state=None,
     ):
-        self.learning_rate, self.n_estimators, self.subsample, self.max_depth = (
-            learning_rate,
-            n_estimators,
-            subsample,
-            max_depth,
-        )
-        self.min_samples_split, self.min_samples_leaf, self.max_features = (
-            min_samples_split,
-            min_samples_leaf,
-            max_features,
-        )
-        self.validation_fraction, self.n_iter_no_change, self.tol, self.random_state = (
-            validation_fraction,
-            n_iter_no_change,
-            tol,
-            random_state,
-        )
+        self.learning_rate = learning_rate
+        self.n_estimators = n_estimators
+        self.subsample = subsample
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
 
     def fit(self, X, y):
         X, y = fit_data(self, X, y)
