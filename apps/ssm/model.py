@@ -339,25 +339,34 @@ class MambaLM(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        eos_id: int | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield the next token ids (B,), one step at a time: the prompt runs once through the scan, then each
         step feeds only the newest token with the carried state, whose size never grows. Sampling as in
-        the GPT of the text generation topic (temperature 0 = greedy; a seed uses a local generator)."""
+        the GPT of the text generation topic (temperature 0 = greedy; a seed uses a local generator).
+        eos_id: a row that produced eos_id keeps emitting it; the stream stops when every row has."""
         check_sampling_args(temperature, top_k, top_p)
         if idx.dim() != 2 or idx.size(1) == 0:
             raise ValueError(f"idx must be a (B, T) tensor of token ids with T >= 1, got shape {tuple(idx.shape)}")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         generator = torch.Generator(device=idx.device).manual_seed(seed) if seed is not None else None
+        finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         logits, _, state = self(idx)  # prefill: (B, T, V)
         for step in range(max_new_tokens):
             token = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
+            if eos_id is not None:
+                token = token.masked_fill(finished, eos_id)
+                finished |= token == eos_id
             yield token
+            if bool(finished.all()):
+                return
             if step + 1 < max_new_tokens:
                 logits, _, state = self(token[:, None], state=state)  # one token: (B, 1, V)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, **sampling) -> torch.Tensor:
-        """Continue idx (B, T) by max_new_tokens tokens: (B, T + max_new_tokens). Arguments as in stream()."""
+        """Continue idx (B, T) by up to max_new_tokens tokens (fewer only when every row reached eos_id):
+        (B, T + n). Arguments as in stream()."""
         new = list(self.stream(idx, max_new_tokens, temperature, **sampling))
         return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx.clone()
 
