@@ -143,6 +143,42 @@ class S4D(nn.Module):
         return torch.stack(outputs, dim=1)  # (B, L, H)
 
 
+@dataclass
+class S4DLMConfig:
+    vocab_size: int = 16
+    d_model: int = 64
+    n_layer: int = 2
+    state_size: int = 64
+    init: str = "lin"
+
+
+class S4DLM(nn.Module):
+    """A small sequence model of S4D layers (as in the S4D paper's experiments): embedding, then per layer
+    h = h + W gelu(S4D(norm(h))), then a final norm and a linear head. Time-invariant throughout."""
+
+    def __init__(self, config: S4DLMConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        layer_config = S4DConfig(d_model=config.d_model, state_size=config.state_size, init=config.init)
+        self.norms = nn.ModuleList(nn.LayerNorm(config.d_model) for _ in range(config.n_layer))
+        self.ssms = nn.ModuleList(S4D(layer_config) for _ in range(config.n_layer))
+        self.mixes = nn.ModuleList(nn.Linear(config.d_model, config.d_model) for _ in range(config.n_layer))
+        self.norm_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """idx (B, L) -> logits (B, L, V), mean cross-entropy over targets != -100 (or None)."""
+        h = self.embedding(idx)  # (B, L, d_model)
+        for norm, ssm, mix in zip(self.norms, self.ssms, self.mixes):
+            h = h + mix(F.gelu(ssm(norm(h))))
+        logits = self.head(self.norm_f(h))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+
 # ---------------------------------------------------------------------------------------------
 # Mamba: a selective SSM block, stacked into a language model
 # ---------------------------------------------------------------------------------------------
