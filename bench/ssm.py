@@ -27,7 +27,7 @@ from shared.ui import pyplot
 NEW_TOKENS = 128
 PROMPT_TOKENS = 16
 REPEATS = 3
-THREADS = 2
+THREADS = 1  # the machine is shared: one thread each gives steadier ratios
 TRAIN_BATCH, TRAIN_LENGTH = 4, 128
 RESULTS = Path(__file__).resolve().parent / "results"
 TEXTGEN_REPORT = Path(__file__).resolve().parents[1] / "checkpoints" / "textgen" / "training_report.json"
@@ -36,7 +36,10 @@ SYNTHETIC_REPORT = sbs.CHECKPOINT_DIR / "synthetic_report.json"
 
 
 def alternating_medians(runners: dict, repeats: int = REPEATS) -> dict[str, tuple[float, object]]:
-    """Median seconds and the last output of each runner, run in turn so that machine noise hits all alike."""
+    """Median seconds and the last output of each runner, run in turn so that machine noise hits all alike
+    (after one untimed warm-up run each)."""
+    for runner in runners.values():
+        runner()
     timings, outputs = {name: [] for name in runners}, {}
     for _ in range(repeats):
         for name, runner in runners.items():
