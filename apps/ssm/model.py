@@ -42,7 +42,7 @@ and the language model stacks `h = h + block(rmsnorm(h))`, a final RMSNorm and a
 embedding, exactly as `transformers`' MambaForCausalLM, whose weights load one to one (reference.py).
 A generated token costs the same at every position: each layer keeps a state of constant size (the
 last d_conv - 1 conv inputs and the (d_inner, N) SSM state), where a Transformer's KV cache grows.
-A faster, chunked scan for training lives in fast_scan.py.
+The scan is the plain loop: on this CPU a chunked closed-form scan measured slower (docs/ssm.md).
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ class MambaMixer(nn.Module):
             torch.zeros(batch_size, d_inner, self.config.d_state, device=device),
         )
 
-    def forward(self, h: torch.Tensor, state: LayerState | None = None, scan=selective_scan):
+    def forward(self, h: torch.Tensor, state: LayerState | None = None):
         """h (B, L, d_model) -> (B, L, d_model) and the state after the last position.
 
         With a state the sequence continues from it (generation feeds one token at a time this way)."""
@@ -303,7 +303,7 @@ class MambaMixer(nn.Module):
         dt_low_rank, B, C = self.x_proj(x).split([self.config.dt_rank, self.config.d_state, self.config.d_state], -1)
         delta = F.softplus(self.dt_proj(dt_low_rank).float())  # (B, L, d_inner)
         A = -torch.exp(self.A_log.float())  # (d_inner, N), real and negative: a decaying state
-        y, new_ssm = scan(x.float(), delta, A, B.float(), C.float(), state.ssm)
+        y, new_ssm = selective_scan(x.float(), delta, A, B.float(), C.float(), state.ssm)
         y = y + x.float() * self.D  # the skip connection D u
         out = self.out_proj((y * F.silu(z.float())).to(h.dtype))  # the gate
         return out, LayerState(new_conv, new_ssm)
@@ -317,8 +317,8 @@ class MambaBlock(nn.Module):
         self.norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.mixer = MambaMixer(config)
 
-    def forward(self, h: torch.Tensor, state: LayerState | None = None, scan=selective_scan):
-        out, state = self.mixer(self.norm(h), state, scan)
+    def forward(self, h: torch.Tensor, state: LayerState | None = None):
+        out, state = self.mixer(self.norm(h), state)
         return h.float() + out, state
 
 
@@ -351,14 +351,13 @@ class MambaLM(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         state: list[LayerState] | None = None,
-        scan=selective_scan,
     ):
         """idx (B, L) -> logits (B, L, V), mean cross-entropy (or None), the state after the last position."""
         h = self.embedding(idx)  # (B, L, d_model)
         state = state or [None] * len(self.layers)
         new_state = []
         for block, layer_state in zip(self.layers, state):
-            h, layer_state = block(h, layer_state, scan)
+            h, layer_state = block(h, layer_state)
             new_state.append(layer_state)
         logits = self.lm_head(self.norm_f(h).to(self.lm_head.weight.dtype)).float()
         loss = None
