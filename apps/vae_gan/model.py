@@ -213,10 +213,10 @@ class ConvVAEConfig:
     sample_size: int = 28
     in_channels: int = 1
     out_channels: int = 1
-    block_out_channels: tuple[int, ...] = (16, 32, 32)  # each level but the last halves the resolution: 28 -> 7
+    block_out_channels: tuple[int, ...] = (8, 16, 16)  # each level but the last halves the resolution: 28 -> 7
     layers_per_block: int = 1
     latent_channels: int = 2  # the latent is (latent_channels, 7, 7) = 98 numbers for the default
-    norm_num_groups: int = 8
+    norm_num_groups: int = 4
     mid_block_add_attention: bool = True
     scaling_factor: float = 0.18215  # carried for diffusers (latent diffusion scales latents by it); unused here
 
@@ -280,7 +280,7 @@ class CategoricalVAEConfig:
     categories: int = 10  # ... of K classes each: K^N possible codes
     temperature_start: float = 1.0  # tau_0 of the annealing schedule
     temperature_min: float = 0.5  # Jang et al.: tau = max(0.5, exp(-r t))
-    anneal_rate: float = 3e-4  # r, per step
+    anneal_rate: float = 5e-4  # r, per step
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
