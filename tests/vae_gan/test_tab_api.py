@@ -47,7 +47,9 @@ def test_latent_map_interpolation_gumbel_and_toy(client):
 
 
 def test_interpolation_from_an_upload_says_what_was_done(client, tmp_path):
-    path = save_image(tmp_path, "white_background.png", 255 - np.tri(40, dtype=np.uint8) * 255)
+    picture = np.full((40, 40), 255, dtype=np.uint8)
+    picture[8:32, 18:22] = 0  # a dark "1" on white paper
+    path = save_image(tmp_path, "white_background.png", picture)
     notes, strip, _ = call(client, "vae_gan_interpolate", list(SAMPLERS)[0], 3, 8, 4, handle_file(str(path)))
     assert "inverted" in notes and "binarised" in notes
 
@@ -63,11 +65,11 @@ def test_interpolation_from_an_upload_says_what_was_done(client, tmp_path):
         ("vae_gan_sample", (list(SAMPLERS)[0], 0, 0), "less than minimum value 1"),
         ("vae_gan_sample", (list(SAMPLERS)[0], 65, 0), "greater than maximum value 64"),
         ("vae_gan_sample", (list(SAMPLERS)[0], 4, 2.5), "whole number"),
-        ("vae_gan_sample", ("PixelCNN", 4, 0), "Unknown model"),
-        ("vae_gan_interpolate", (list(SAMPLERS)[2], 3, 8, 4, None), "Gaussian VAEs"),
+        ("vae_gan_sample", ("PixelCNN", 4, 0), "not in the list of choices"),
+        ("vae_gan_interpolate", (list(SAMPLERS)[2], 3, 8, 4, None), "not in the list of choices"),
         ("vae_gan_interpolate", (list(SAMPLERS)[0], 3, 12, 4, None), "greater than maximum value 9"),
-        ("vae_gan_toy", ("spiral", "WGAN-GP", 10, 0), "Unknown toy density"),
-        ("vae_gan_toy", ("rings", "least squares", 10, 0), "Unknown loss"),
+        ("vae_gan_toy", ("spiral", "WGAN-GP", 10, 0), "not in the list of choices"),
+        ("vae_gan_toy", ("rings", "least squares", 10, 0), "not in the list of choices"),
         ("vae_gan_toy", ("rings", "WGAN-GP", 10**6, 0), "greater than maximum value 3000"),
         ("vae_gan_parity", (100, 0), "greater than maximum value 64"),
     ],
@@ -89,6 +91,10 @@ def test_bad_input_gives_a_clear_message(client, name, arguments, message):
         (lambda: sbs.samples(list(SAMPLERS)[0], 3.5, 0), "whole number"),
         (lambda: sbs.interpolate(list(SAMPLERS)[0], 3, 8, 1), "from 2 to 16"),
         (lambda: sbs.toy_run("rings", "WGAN-GP", 0, 0), "from 1 to 3,000"),
+        (lambda: sbs.toy_run("spiral", "WGAN-GP", 10, 0), "Unknown toy density"),
+        (lambda: sbs.toy_run("rings", "least squares", 10, 0), "Unknown loss"),
+        (lambda: sbs.samples("PixelCNN", 4, 0), "Unknown model"),
+        (lambda: sbs.interpolate(list(SAMPLERS)[2], 3, 8, 4), "Gaussian VAEs"),
     ],
 )
 def test_engine_validates_what_the_ui_cannot(call_engine, message):
