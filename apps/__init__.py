@@ -45,6 +45,7 @@ TOPICS = (
     Topic("VQ-VAE and VQGAN", "apps.vqgan.tab", "images"),
     Topic("Flows", "apps.flow.tab", "images"),
     Topic("Autoregressive models", "apps.autoregressive.tab", "images"),
+    Topic("VAE and GAN", "apps.vae_gan.tab", "images"),
     Topic("ViT and MAE", "apps.vit_mae.tab", "vision"),
     Topic("word2vec", "apps.word2vec.tab", "representations"),
     Topic("Metric learning", "apps.metric.tab", "representations"),

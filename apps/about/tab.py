@@ -45,6 +45,22 @@ def comparison_markdown() -> str:
     return "## Ours vs reference\n\n" + table
 
 
+def generative_markdown() -> str:
+    """The table of every generative family (bench/generative.py), when it has been measured."""
+    from shared import results
+
+    loaded = {result["topic"]: result for result in results.load_results()}
+    if "generative" not in loaded:
+        return ""
+    table = loaded["generative"]["tables"][0]
+    return (
+        "## Every generative family on one table\n\n"
+        + table["title"]
+        + ".\n\n"
+        + results.markdown_table(table["columns"], table["rows"])
+    )
+
+
 def details_markdown() -> str:
     """Every result's detail tables (the app's start-up and first clicks included)."""
     from shared import results
@@ -68,6 +84,7 @@ def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
     gr.Markdown(pages_markdown())
     comparison = gr.Markdown(comparison_markdown())
+    gr.Markdown(generative_markdown())
     with gr.Accordion("Details: every measurement, where and when it was made", open=False):
         gr.Markdown(details_markdown())
     with gr.Accordion("This app's environment (device and library versions)", open=False):
