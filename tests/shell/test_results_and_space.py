@@ -39,12 +39,19 @@ def test_readme_block_is_regenerated_between_markers(tmp_path):
         "summary": [],
         "tables": [{**EXAMPLE["tables"][0], "title": "Start"}],
     }
-    assert results.update_readme(readme, [EXAMPLE, app])
+    across = {
+        **EXAMPLE,
+        "topic": "generative",
+        "title": "All families",
+        "tables": [{**EXAMPLE["tables"][0], "title": "All"}],
+    }
+    assert results.update_readme(readme, [EXAMPLE, app, across])
     text = readme.read_text()
+    assert "**All**" in text and "| [All families]" not in text  # a table across topics is shown whole, not as a row
     assert "stale" not in text and text.endswith("after\n")
     assert "| [Demo topic](docs/demo.md) | ours |" in text  # the topic's row links its page
     assert "**Speed**" not in text and "**Start**" in text  # topic details live in docs/, the app's stay
-    assert not results.update_readme(readme, [EXAMPLE, app])  # idempotent
+    assert not results.update_readme(readme, [EXAMPLE, app, across])  # idempotent
 
 
 def test_docs_pages_get_their_topic_details_between_markers(tmp_path):
