@@ -86,8 +86,10 @@ def draw_extrapolation(report: dict):
                     label=f"{kind}: refuses; clamped positions",
                 )
         axis.axvline(train_length, color="grey", linestyle=":", linewidth=1)
-        axis.set(xlabel="sequence length (tokens)", ylabel=f"held-out masked-token {metric}", xscale="log")
+        axis.set(xlabel="sequence length (tokens)", ylabel=f"held-out masked-token {metric}")
+        axis.set_xscale("log", base=2)
         axis.set_xticks([128, 256, 512], labels=["128", "256", "512"])
+        axis.minorticks_off()
         axis.grid(alpha=0.3)
     axes[0].set_title(f"accuracy (trained at {train_length})")
     axes[1].set_title("perplexity (lower is better)")
