@@ -10,7 +10,8 @@ position has to be put in. `EncoderConfig.position_kind` chooses how:
 
 * "learned"    (BERT): a trainable vector per position, added to the token embedding. The table has
                 `max_positions` rows, so a longer input has no position vector: the model refuses it.
-* "sinusoidal" (Vaswani et al. 2017, section 3.5): a fixed vector added to the token embedding,
+* "sinusoidal" (Vaswani et al. 2017, section 3.5): a fixed vector added to the token embedding (which
+                is multiplied by sqrt(d) first, section 3.4),
                 PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)).
                 Defined for any position; "an absolute encoding that wants to be relative", since
                 PE(pos + k) is a fixed linear function (a rotation) of PE(pos).
@@ -214,7 +215,12 @@ class MaskedLanguageModel(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, C) block input."""
-        x = self.token_embedding(input_ids) + self.segment_embedding(token_type_ids)
+        x = self.token_embedding(input_ids)
+        if self.config.position_kind == "sinusoidal":
+            # Vaswani et al. section 3.4: embeddings times sqrt(d_model), else the sinusoids (amplitude 1)
+            # drown the token vectors (initialised at std 0.02) and training stalls at the unigram level.
+            x = x * math.sqrt(self.config.hidden_size)
+        x = x + self.segment_embedding(token_type_ids)
         if self.config.position_kind == "learned":
             if int(position_ids.max()) >= self.config.max_positions:
                 raise ValueError(

@@ -15,17 +15,16 @@ def score_against_offset(kind: str, length: int, head_size: int, learned_table: 
     """anchor n -> scores s(m, n) for m = 0 .. length-1, for one position kind, normalised by s(n, n).
 
     learned / sinusoidal: the dot product of the position vectors P(m) . P(n) (what the first layer's
-    attention sees of position alone). rotary: a fixed random query rotated to m dotted with a fixed random
-    key rotated to n. If the curves of all anchors coincide once plotted against m - n, the score depends
-    on the offset only."""
+    attention sees of position alone). rotary: one fixed random vector rotated to m as the query and to n
+    as the key (RoFormer section 3.4.3: the score then decays, on average, with the distance). If the
+    curves of all anchors coincide once plotted against m - n, the score depends on the offset only."""
     positions = torch.arange(length)
     if kind == "rotary":
         generator = torch.Generator().manual_seed(0)
-        query, key = torch.randn(2, 1, 1, 1, head_size, generator=generator)
+        vector = torch.randn(1, 1, 1, head_size, generator=generator)
         cos, sin = rotary_angles(positions, head_size)
-        rotated_queries = rotate_pairs(query.expand(1, 1, length, head_size), cos, sin)[0, 0]  # (T, D)
-        rotated_keys = rotate_pairs(key.expand(1, 1, length, head_size), cos, sin)[0, 0]
-        scores = rotated_queries @ rotated_keys.T  # (T, T): s[m, n]
+        rotated = rotate_pairs(vector.expand(1, 1, length, head_size), cos, sin)[0, 0]  # (T, D): the vector at each m
+        scores = rotated @ rotated.T  # (T, T): s[m, n]
     else:
         table = learned_table[:length] if kind == "learned" else sinusoidal_table(positions, head_size)
         scores = table @ table.T

@@ -5,6 +5,8 @@ softmax(q k^T / sqrt(d)) v that ours computes, so logits agree to float rounding
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from apps.mlm.model import EncoderConfig, MaskedLanguageModel, sinusoidal_table
@@ -83,7 +85,9 @@ def bert_config(config: EncoderConfig):
 
     if config.position_kind == "rotary":
         raise ValueError("BERT has no rotary positions: export a rotary encoder with roformer_to_hf")
-    return BertConfig(**_shared_config(config))
+    # The sinusoidal kind scales its input embeddings by sqrt(d) but not the tied output layer: in BERT's
+    # terms, word_embeddings = sqrt(d) W and a separate decoder weight W.
+    return BertConfig(**_shared_config(config), tie_word_embeddings=config.position_kind != "sinusoidal")
 
 
 def roformer_config(config: EncoderConfig):
@@ -96,22 +100,20 @@ def roformer_config(config: EncoderConfig):
 
 def _copy_into_reference(model: MaskedLanguageModel, reference, base: str) -> None:
     state = {_reference_name(name, base): tensor for name, tensor in model.state_dict().items()}
+    state["cls.predictions.decoder.weight"] = state[f"{base}.embeddings.word_embeddings.weight"]  # the tied head
+    state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
     if model.config.position_kind == "sinusoidal":  # the fixed table becomes BERT's (trainable) one
+        size = model.config.hidden_size
         state[f"{base}.embeddings.position_embeddings.weight"] = sinusoidal_table(
-            torch.arange(model.config.max_positions), model.config.hidden_size
+            torch.arange(model.config.max_positions), size
         )
+        state[f"{base}.embeddings.word_embeddings.weight"] = state["cls.predictions.decoder.weight"] * math.sqrt(size)
     missing, unexpected = reference.load_state_dict(state, strict=False)
-    # The decoder is tied to the word embeddings and bias; RoFormer's rotary table is computed, not learned.
-    allowed = {
-        "cls.predictions.decoder.weight",
-        "cls.predictions.decoder.bias",
-        f"{base}.encoder.embed_positions.weight",
-    }
+    allowed = {f"{base}.encoder.embed_positions.weight"}  # RoFormer's rotary table: computed, not learned
     if unexpected or set(missing) - allowed:
         raise ValueError(
             f"weight mapping incomplete: missing {sorted(set(missing) - allowed)}, unexpected {unexpected}"
         )
-    reference.tie_weights()
 
 
 def bert_to_hf(model: MaskedLanguageModel):
@@ -145,7 +147,9 @@ def _copy_from_reference(reference, base: str, position_kind: str) -> MaskedLang
 
 
 def bert_from_hf(reference) -> MaskedLanguageModel:
-    """A `BertForMaskedLM` as our learned-position encoder."""
+    """A `BertForMaskedLM` (output layer tied to the word embeddings) as our learned-position encoder."""
+    if not reference.config.tie_word_embeddings:
+        raise ValueError("this BERT has an output layer separate from its word embeddings; ours ties them")
     return _copy_from_reference(reference, "bert", "learned")
 
 

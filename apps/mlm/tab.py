@@ -125,6 +125,12 @@ def held_out_markdown(report: dict) -> str:
             f"| {kind} | {entry['parameters']:,} | {report['recipe']['steps']} | {entry['cpu_seconds']:.0f} | "
             f"{rows['128']['accuracy']:.3f} | {rows['128']['perplexity']:.1f} | {at('256')} | {at('512')} |"
         )
+    baseline = report.get("unigram_baseline")
+    if baseline:
+        lines.append(
+            f"| no context (most frequent token; unigram) | - | - | - | {baseline['accuracy']:.3f} | "
+            f"{baseline['perplexity']:.1f} | - | - |"
+        )
     return "\n".join(lines)
 
 

@@ -107,6 +107,24 @@ def held_out_metrics(
     return result
 
 
+def unigram_baseline(train_tokens: torch.Tensor, validation_tokens: torch.Tensor, tokenizer: MaskedTokenizer) -> dict:
+    """What a model that ignores the context scores on the same held-out masks at TRAIN_LENGTH: always the
+    most frequent training token (accuracy) and the training unigram frequencies, add-one smoothed
+    (perplexity). An encoder has learned something from the context only where it beats these."""
+    counts = torch.bincount(train_tokens, minlength=tokenizer.vocab_size).double() + 1
+    log_probabilities = (counts / counts.sum()).log()
+    count = max(1, EVALUATION_TOKENS // TRAIN_LENGTH)
+    windows = windows_with_specials(
+        validation_tokens, torch.arange(count) * (TRAIN_LENGTH - 2), TRAIN_LENGTH, tokenizer
+    )
+    _, labels = masked_batch(windows, tokenizer, torch.Generator().manual_seed(EVALUATION_SEED))
+    target = labels[labels != IGNORE_INDEX]
+    return {
+        "accuracy": round((target == counts.argmax()).double().mean().item(), 4),
+        "perplexity": round(math.exp(-log_probabilities[target].mean().item()), 2),
+    }
+
+
 def extrapolation(model: MaskedLanguageModel, tokens: torch.Tensor, tokenizer: MaskedTokenizer) -> dict:
     """Held-out metrics at each evaluation length. Learned positions refuse lengths past their table
     (recorded with the model's message), and are also scored with positions clamped to the last row."""
@@ -205,8 +223,14 @@ def main(argv: list[str] | None = None) -> dict:
         "train_tokens": len(train_tokens),
         "validation_tokens": len(validation_tokens),
         "threads": arguments.threads,
+        "unigram_baseline": unigram_baseline(train_tokens, validation_tokens, tokenizer),
         "encoders": {},
     }
+    previous = json.loads((out / REPORT_FILE).read_text()) if (out / REPORT_FILE).exists() else {}
+    if previous.get("recipe") == report["recipe"]:  # `--kinds rotary` retrains one kind, keeps the others
+        report["encoders"] = {
+            kind: entry for kind, entry in previous["encoders"].items() if kind not in arguments.kinds
+        }
     for kind in arguments.kinds:
         config = EncoderConfig(
             vocab_size=tokenizer.vocab_size,
@@ -230,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
             "held_out": extrapolation(shipped, validation_tokens, tokenizer),
             "log": log,
         }
+        report["encoders"] = {name: report["encoders"][name] for name in POSITION_KINDS if name in report["encoders"]}
         print(kind, json.dumps(report["encoders"][kind]["held_out"]), flush=True)
         (out / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
     plot_report(report, out)

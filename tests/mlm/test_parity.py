@@ -121,6 +121,17 @@ def test_roformer_from_hf_reads_a_random_reference():
     assert back.config.num_attention_heads == 4 and back.config.embedding_size == 32
 
 
+def test_sinusoidal_export_scales_the_input_embeddings_only():
+    ours = random_encoder("sinusoidal", 5)
+    reference = bert_to_hf(ours)
+    assert not reference.config.tie_word_embeddings
+    scale = ours.config.hidden_size**0.5
+    torch.testing.assert_close(reference.bert.embeddings.word_embeddings.weight, scale * ours.token_embedding.weight)
+    torch.testing.assert_close(reference.cls.predictions.decoder.weight, ours.token_embedding.weight)
+    with pytest.raises(ValueError, match="separate from its word embeddings"):
+        bert_from_hf(reference)
+
+
 def test_mappings_refuse_the_wrong_architecture():
     with pytest.raises(ValueError, match="rotary"):
         bert_to_hf(random_encoder("rotary", 0))

@@ -5,7 +5,7 @@ import torch
 
 from apps.mlm.model import EncoderConfig
 from apps.mlm.tokenizer import MaskedTokenizer
-from apps.mlm.train import extrapolation, held_out_metrics, train_encoder
+from apps.mlm.train import extrapolation, held_out_metrics, train_encoder, unigram_baseline
 from shared.training import OptimizerRecipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,5 +32,7 @@ def test_a_few_steps_lower_the_loss_and_learned_positions_refuse_then_clamp():
     assert 0 <= rows["128"]["accuracy"] <= 1 and rows["128"]["perplexity"] > 1
     assert "Learned positions stop at 128" in rows["256"]["refused"]
     assert rows["512"]["clamped"]["masked_tokens"] > 0 and "accuracy_beyond_train_length" in rows["512"]["clamped"]
+    baseline = unigram_baseline(tokens, tokens, names)
+    assert rows["128"]["accuracy"] > baseline["accuracy"]  # the context helps on a repeated sentence
     same = held_out_metrics(model, tokens, 128, names)
     assert same == rows["128"]  # the same masks every time
