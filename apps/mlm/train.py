@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
         "encoders": {},
     }
     previous = json.loads((out / REPORT_FILE).read_text()) if (out / REPORT_FILE).exists() else {}
-    if previous.get("recipe") == report["recipe"]:  # `--kinds rotary` retrains one kind, keeps the others
+    if previous.get("recipe") == json.loads(
+        json.dumps(report["recipe"])
+    ):  # as stored: tuples became lists  # `--kinds rotary` retrains one kind, keeps the others
         report["encoders"] = {
             kind: entry for kind, entry in previous["encoders"].items() if kind not in arguments.kinds
         }
