@@ -174,7 +174,9 @@ def build_tab() -> None:
         with gr.Column(scale=2):
             sentence = gr.Textbox(label="Sentence with one or more [MASK]", value=EXAMPLE_SENTENCE, lines=2)
             kind = gr.Radio(list(KIND_LABELS), value=next(iter(KIND_LABELS)), label="Position encoding")
-            top_k = WholeNumber(5, minimum=1, maximum=20, label="Top-k fillers per [MASK]")
+            top_k = WholeNumber(
+                value=5, minimum=1, maximum=20, label="Top-k fillers per [MASK]"
+            )  # by name: a positional value is lost
             fill_button = gr.Button("Fill the masks", variant="primary")
         with gr.Column(scale=3):
             badges = gr.HTML()
