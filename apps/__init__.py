@@ -41,6 +41,7 @@ class Topic:
 TOPICS = (
     Topic("Text generation", "apps.textgen.tab", "language"),
     Topic("State-space models", "apps.ssm.tab", "language"),
+    Topic("Masked language models", "apps.mlm.tab", "language"),
     Topic("Diffusion", "apps.diffusion.tab", "images"),
     Topic("VQ-VAE and VQGAN", "apps.vqgan.tab", "images"),
     Topic("Flows", "apps.flow.tab", "images"),
