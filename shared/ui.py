@@ -215,8 +215,8 @@ class WholeNumber(gr.Number):
 
     is_template = True  # rendered by the front end as a plain number field
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, precision=0, **kwargs)
+    def __init__(self, value=None, **kwargs):  # value named: Gradio rebuilds a component from its named arguments
+        super().__init__(value=value, precision=0, **kwargs)
 
     def get_config(self, cls=None):
         return super().get_config(cls or gr.Number)
