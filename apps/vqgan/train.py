@@ -1,8 +1,8 @@
 """Reproduce `checkpoints/vqgan/`: a VQ-VAE and a VQGAN on MNIST-5k, and a GPT prior over the VQGAN's codes.
 
     python -m apps.vqgan.train                          # the shipped recipe on 2 threads
-    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (23.8 CPU minutes;
-                                                        # 52.7 minutes of wall clock beside four other jobs)
+    python -m apps.vqgan.train --threads 1              # how the shipped checkpoints were made (24.9 CPU minutes;
+                                                        # 57.7 minutes of wall clock beside four other jobs)
     python -m apps.vqgan.train --tiny --codec-steps 4 --gan-steps 2 --prior-steps 2 --out /tmp/v   # a smoke run
     accelerate launch -m apps.vqgan.train ...           # the same script on one or several GPUs
 
@@ -16,9 +16,11 @@ The recipe, so that the difference between the two codecs is the GAN alone:
 2. the codec is copied: the VQ-VAE goes on with the same loss for `--gan-steps` more steps, and the
    VQGAN takes the same number of steps with the perceptual loss and the GAN term switched on (the
    adaptive weight of eq. 7), its discriminator still learning, same data order. Taming Transformers
-   switches the discriminator and the GAN term on together at `disc_start`; ours gets a head start
-   because on these close 28x28 reconstructions a fresh discriminator stayed at chance (hinge loss
-   1.00 +- 0.02) over the 150 steps of a probe in which the decoder was already fighting it;
+   switches the discriminator and the GAN term on together at `disc_start`, with one discriminator
+   update per step at a decaying rate; ours gets a head start (a fresh discriminator stayed at chance
+   while the decoder was already fighting it) and takes `--disc-updates` updates per batch at a constant
+   rate: with one update at the codec's decaying rate it collapsed to chance (hinge loss 1.0) within
+   25 steps of the GAN term's start, with three at a constant rate it kept telling them apart (docs/vqgan.md);
 3. the prior (our GPT, apps/textgen/model.py) learns the VQGAN's code grids of the training digits,
    each also slightly shifted and rotated (more grids from the same 4,500 digits).
 
@@ -94,11 +96,16 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--perceptual-weight", type=float, default=0.1)
     parser.add_argument("--disc-weight", type=float, default=0.5, help="multiplies the adaptive weight of eq. 7")
-    parser.add_argument("--disc-learning-rate", type=float, default=1e-3, help="the discriminator's peak learning rate")
+    parser.add_argument(
+        "--disc-learning-rate", type=float, default=1e-3, help="the discriminator's (constant) learning rate"
+    )
+    parser.add_argument(
+        "--disc-updates", type=int, default=3, help="discriminator updates on each batch, per codec update"
+    )
     parser.add_argument(
         "--disc-start",
         type=int,
-        default=400,
+        default=1000,
         help="step at which the discriminator starts learning on the shared codec's reconstructions "
         "(the GAN term enters the VQGAN's loss at --codec-steps)",
     )
@@ -149,11 +156,12 @@ class CodecTrainer:
         self.adversarial = False  # whether the GAN term enters the codec's loss (the discriminator may learn before)
         self.log: list[dict] = []
 
-    def add_discriminator(self, config: DiscriminatorConfig, learning_rate: float) -> None:
+    def add_discriminator(self, config: DiscriminatorConfig, learning_rate: float, updates_per_step: int = 1) -> None:
+        """A patch discriminator that learns at a constant rate, `updates_per_step` updates on each batch."""
         discriminator = PatchDiscriminator(config)
         optimizer = torch.optim.AdamW(discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.9), weight_decay=0.0)
         self.discriminator, self.discriminator_optimizer = self.accelerator.prepare(discriminator, optimizer)
-        self.discriminator_learning_rate = learning_rate
+        self.discriminator_updates_per_step = updates_per_step
         self.discriminator_losses: list[float] = []  # its hinge loss at every step, for the report
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
@@ -189,29 +197,29 @@ class CodecTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         row["restarted_codes"] = self.accelerator.unwrap_model(model).quantize.restarted
         if self.discriminator is not None:
-            row.update(self.discriminator_step(step, batch, reconstruction.detach()))
+            row.update(self.discriminator_step(batch, reconstruction.detach()))
         return row
 
-    def discriminator_step(self, step: int, real: torch.Tensor, reconstruction: torch.Tensor) -> dict:
-        """The discriminator's hinge step on real digits against this step's reconstructions (detached): its
-        gradients come from its own loss alone."""
-        for group in self.discriminator_optimizer.param_groups:
-            group["lr"] = (
-                self.discriminator_learning_rate * self.recipe.learning_rate_at(step) / self.recipe.learning_rate
-            )
+    def discriminator_step(self, real: torch.Tensor, reconstruction: torch.Tensor) -> dict:
+        """The discriminator's hinge steps on real digits against this step's reconstructions (detached): its
+        gradients come from its own loss alone. The loss logged is that of its first update, before it has
+        seen these reconstructions: how well it tells the codec's latest output from real digits."""
         self.discriminator.requires_grad_(True)
-        with self.accelerator.autocast():
-            real_logits, fake_logits = self.discriminator(real), self.discriminator(reconstruction)
-            d_loss = discriminator_hinge_loss(real_logits, fake_logits)
-        self.accelerator.backward(d_loss)
-        self.discriminator_optimizer.step()
-        self.discriminator_optimizer.zero_grad(set_to_none=True)
-        self.discriminator_losses.append(d_loss.item())
-        return {
-            "discriminator": d_loss.item(),
-            "real_logit": real_logits.float().mean().item(),
-            "reconstruction_logit": fake_logits.float().mean().item(),
-        }
+        row = {}
+        for _ in range(self.discriminator_updates_per_step):
+            with self.accelerator.autocast():
+                real_logits, fake_logits = self.discriminator(real), self.discriminator(reconstruction)
+                d_loss = discriminator_hinge_loss(real_logits, fake_logits)
+            self.accelerator.backward(d_loss)
+            self.discriminator_optimizer.step()
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            row = row or {
+                "discriminator": d_loss.item(),
+                "real_logit": real_logits.float().mean().item(),
+                "reconstruction_logit": fake_logits.float().mean().item(),
+            }
+        self.discriminator_losses.append(row["discriminator"])
+        return row
 
     def branch(
         self, perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.1, disc_weight: float = 0.5
@@ -230,7 +238,7 @@ class CodecTrainer:
         twin.log = list(self.log)
         if self.discriminator is not None:
             twin.discriminator, twin.discriminator_optimizer = self.discriminator, self.discriminator_optimizer
-            twin.discriminator_learning_rate = self.discriminator_learning_rate
+            twin.discriminator_updates_per_step = self.discriminator_updates_per_step
             twin.discriminator_losses = self.discriminator_losses
             twin.adversarial = True
             self.discriminator = self.discriminator_optimizer = None
@@ -356,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
     vqvae.add_discriminator(
         DiscriminatorConfig(in_channels=config.in_channels, channels=16 if arguments.tiny else 32),
         arguments.disc_learning_rate,
+        arguments.disc_updates,
     )
     run_steps(
         {"vq-vae": vqvae},
@@ -432,6 +441,7 @@ def main(argv: list[str] | None = None) -> dict:
             "perceptual_weight": arguments.perceptual_weight,
             "disc_weight": arguments.disc_weight,
             "disc_learning_rate": arguments.disc_learning_rate,
+            "disc_updates": arguments.disc_updates,
             "disc_start": disc_start,
             "prior_steps": arguments.prior_steps,
             "prior_augmentations": arguments.prior_augmentations,

@@ -59,13 +59,17 @@ def test_tiny_training_run_writes_loadable_checkpoints_and_diffusers_folders(tmp
     ).exists()
 
 
-def test_after_a_vqgan_step_the_discriminator_gradient_is_that_of_its_own_loss_alone():
+@pytest.mark.parametrize("updates", [1, 3])
+def test_after_a_vqgan_step_the_discriminator_gradient_is_that_of_its_own_loss_alone(updates):
     """The decoder's adversarial term runs through the discriminator; none of its gradient may reach the
-    discriminator's parameters, whose update must follow its hinge loss on real digits and reconstructions."""
+    discriminator's parameters, whose first update must follow its hinge loss on real digits and
+    reconstructions (the later updates of the same step start from the moved discriminator)."""
     accelerator = seeded_accelerator("no", 0)
     recipe = OptimizerRecipe(steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0)
     warm_up = train.CodecTrainer(VQModel(train.TINY_CODEC), recipe, accelerator)
-    warm_up.add_discriminator(DiscriminatorConfig(channels=8, norm_num_groups=4), learning_rate=1e-3)
+    warm_up.add_discriminator(
+        DiscriminatorConfig(channels=8, norm_num_groups=4), learning_rate=1e-3, updates_per_step=updates
+    )
     trainer = warm_up.branch(disc_weight=1.0)  # the VQGAN: the discriminator moves over, the GAN term turns on
     assert trainer.adversarial and warm_up.discriminator is None
     discriminator = trainer.discriminator
@@ -79,11 +83,12 @@ def test_after_a_vqgan_step_the_discriminator_gradient_is_that_of_its_own_loss_a
     row = trainer.step(0, batch)
 
     assert row["adaptive_weight"] > 0 and row["gan"] != 0  # the decoder did get an adversarial term
-    reconstruction_for_decoder, real, reconstruction = judged  # three calls: the decoder's loss, then its own step
+    assert len(judged) == 1 + 2 * updates and len(gradients_at_update) == updates  # the decoder's loss, then its own
+    reconstruction_for_decoder, real, reconstruction = judged[:3]
     assert torch.equal(real, batch) and torch.equal(reconstruction, reconstruction_for_decoder)
     own_loss = discriminator_hinge_loss(before_step(real), before_step(reconstruction))
     expected = torch.autograd.grad(own_loss, list(before_step.parameters()))
-    (actual,) = gradients_at_update
+    actual = gradients_at_update[0]
     for ours, theirs in zip(actual, expected, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-8)
     assert row["discriminator"] == pytest.approx(own_loss.item(), rel=1e-6)
