@@ -5,7 +5,11 @@ The bridge between our UNet and noise schedule (model.py) and diffusers' `UNet2D
 Our modules carry diffusers' parameter names (conv_in, time_embedding.linear_1, down_blocks.0.resnets.0.conv1,
 ..., to_out.0, conv_out), so weights copy by name with no reshaping. What must be checked is the
 config: UNet2DModel has options our UNet does not build (Fourier time embeddings, skip blocks, class
-labels); those are refused with a clear message rather than loaded wrongly.
+labels through a timestep or identity embedding); those are refused with a clear message rather than
+loaded wrongly. Class labels through a learned table (`num_class_embeds`) map to ours.
+
+`guided_ddim_loop` is classifier-free guidance written the way diffusers' pipelines write it, around
+`UNet2DModel` and `DDIMScheduler`: the twin of our `sample(..., class_labels, guidance)`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ FIXED_OPTIONS = {
     "downsample_type": "conv",
     "upsample_type": "conv",
     "class_embed_type": None,
-    "num_class_embeds": None,
     "time_embedding_dim": None,
 }
 DIFFUSERS_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -66,6 +69,7 @@ def unet_config_from_diffusers(hf_config) -> UNetConfig:
         time_scale_shift=hf_config.get("resnet_time_scale_shift", "default") == "scale_shift",
         mid_block_scale_factor=hf_config["mid_block_scale_factor"],
         center_input_sample=hf_config["center_input_sample"],
+        num_class_embeds=hf_config.get("num_class_embeds"),
     )
 
 
@@ -89,6 +93,7 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict:
         resnet_time_scale_shift="scale_shift" if config.time_scale_shift else "default",
         mid_block_scale_factor=config.mid_block_scale_factor,
         center_input_sample=config.center_input_sample,
+        num_class_embeds=config.num_class_embeds,
         **FIXED_OPTIONS,
     )
 
@@ -153,6 +158,34 @@ def schedule_to_diffusers(config: ScheduleConfig, sampler: str) -> DDPMScheduler
     if sampler == "ddpm":
         return DDPMScheduler(variance_type="fixed_small", **options)  # beta~_t, our DDPM variance
     return DDIMScheduler(**options)
+
+
+@torch.no_grad()
+def guided_ddim_loop(
+    unet2d: UNet2DModel,
+    schedule_config: ScheduleConfig,
+    noise: torch.Tensor,
+    class_labels: torch.Tensor,
+    guidance: float,
+    num_steps: int,
+) -> torch.Tensor:
+    """Class-conditional DDIM (eta = 0) with classifier-free guidance, as diffusers' pipelines write it
+    (e.g. DiTPipeline): eps = eps_uncond + s (eps_cond - eps_uncond) with s = 1 + w, where our guidance w
+    follows Ho & Salimans. The "no label" class is the last class embedding. Returns images in [0, 1]."""
+    scheduler = schedule_to_diffusers(schedule_config, "ddim")
+    scheduler.set_timesteps(num_steps)
+    unlabelled = torch.full_like(class_labels, unet2d.config.num_class_embeds - 1)
+    x = noise
+    for timestep in scheduler.timesteps:
+        if guidance == 0:
+            noise_prediction = unet2d(x, timestep, class_labels).sample
+        else:
+            conditional, unconditional = unet2d(
+                torch.cat([x, x]), timestep, torch.cat([class_labels, unlabelled])
+            ).sample.chunk(2)
+            noise_prediction = unconditional + (1 + guidance) * (conditional - unconditional)
+        x = scheduler.step(noise_prediction, timestep, x).prev_sample
+    return (x / 2 + 0.5).clamp(0, 1)
 
 
 def export_pipeline(model: UNet, schedule_config: ScheduleConfig, folder: str | os.PathLike) -> Path:
