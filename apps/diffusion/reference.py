@@ -8,6 +8,7 @@ config: UNet2DModel has options our UNet does not build (Fourier time embeddings
 labels through a timestep or identity embedding); those are refused with a clear message rather than
 loaded wrongly. Class labels through a learned table (`num_class_embeds`) map to ours.
 
+`diffusers_pc_sample` runs diffusers' score-SDE schedulers on our score functions (the twin of sde.pc_sample).
 `guided_ddim_loop` is classifier-free guidance written the way diffusers' pipelines write it, around
 `UNet2DModel` and `DDIMScheduler`: the twin of our `sample(..., class_labels, guidance)`.
 """
@@ -21,6 +22,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from apps.diffusion.model import ScheduleConfig, UNet, UNetConfig
+from apps.diffusion.sde import SDE, VESDE, ScoreFunction
 from shared.checkpoint import resolve_folder
 
 # UNet2DModel options -> the value our UNet implements (anything else is refused).
@@ -208,3 +210,54 @@ def load_diffusers_unet(name_or_path: str | os.PathLike) -> tuple[UNet, Schedule
         if scheduler_file.exists():
             return unet, schedule_config_from_diffusers(DDPMScheduler.from_pretrained(scheduler_file.parent).config)
     return unet, None
+
+
+def diffusers_pc_sample(
+    score_fn: ScoreFunction,
+    sde: SDE,
+    shape: tuple[int, ...],
+    steps: int,
+    generator: torch.Generator | None = None,
+    corrector_steps: int = 1,
+    snr: float = 0.16,
+) -> torch.Tensor:
+    """The twin of sde.pc_sample: the sampling loop of diffusers' ScoreSdeVePipeline around
+    `ScoreSdeVeScheduler.step_correct` / `step_pred` (Langevin corrector, reverse-diffusion predictor) for
+    the VE SDE, and `ScoreSdeVpScheduler.step_pred` (Euler-Maruyama, no corrector) for the VP SDE, on our
+    score function. Returns the last noise-free sample, as the pipeline does."""
+    from diffusers.schedulers import ScoreSdeVeScheduler, ScoreSdeVpScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    batch = shape[0]
+    if isinstance(sde, VESDE):
+        scheduler = ScoreSdeVeScheduler(
+            num_train_timesteps=steps,
+            snr=snr,
+            sigma_min=sde.sigma_min,
+            sigma_max=sde.sigma_max,
+            sampling_eps=sde.sampling_eps,
+            correct_steps=corrector_steps,
+        )
+        scheduler.set_timesteps(steps)
+        scheduler.set_sigmas(steps)
+        x = randn_tensor(shape, generator=generator) * scheduler.init_noise_sigma
+        for index, t in enumerate(scheduler.timesteps):
+            sigma = scheduler.sigmas[index] * torch.ones(batch)  # the network is told the noise level
+            for _ in range(scheduler.config.correct_steps):
+                x = scheduler.step_correct(score_fn(x, sigma), x, generator=generator).prev_sample
+            output = scheduler.step_pred(score_fn(x, sigma), t, x, generator=generator)
+            x, mean = output.prev_sample, output.prev_sample_mean
+        return mean
+    if corrector_steps:
+        raise ValueError("diffusers' ScoreSdeVpScheduler has no corrector: compare VP sampling with corrector_steps=0")
+    scheduler = ScoreSdeVpScheduler(
+        num_train_timesteps=steps, beta_min=sde.beta_min, beta_max=sde.beta_max, sampling_eps=sde.sampling_eps
+    )
+    scheduler.set_timesteps(steps)
+    x = randn_tensor(shape, generator=generator)
+    for t in scheduler.timesteps:
+        t = t * torch.ones(batch)
+        # step_pred takes a noise prediction eps and turns it into the score -eps / sigma(t)
+        _, std = sde.marginal(t)
+        x, mean = scheduler.step_pred(-std.reshape(-1, *([1] * (x.dim() - 1))) * score_fn(x, t), x, t, generator)
+    return mean

@@ -1,9 +1,9 @@
 """Reproduce `checkpoints/diffusion/`: our UNet trained with the DDPM loss on MNIST-5k, padded to 32x32,
-and `checkpoints/diffusion/conditional/`: a class-conditional UNet on the 28x28 digits, trained with label
-dropout for classifier-free guidance.
+and `checkpoints/diffusion/conditional/`: the same UNet with a class embedding, fine-tuned from the first
+with label dropout for classifier-free guidance.
 
     python -m apps.diffusion.train                          # the shipped recipe (about 30 minutes on 2 CPU cores)
-    python -m apps.diffusion.train --conditional            # digits on request
+    python -m apps.diffusion.train --conditional            # digits on request, from the shipped UNet
     python -m apps.diffusion.train --steps 20 --out /tmp/d  # a smoke run
     accelerate launch -m apps.diffusion.train ...           # the same script on one or several GPUs
 
@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -49,15 +49,6 @@ SHIPPED_UNET = UNetConfig(
     down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
     up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
 )
-# The same levels on the unpadded 28x28 digits (28 -> 14 -> 7: about 25% less work per image), with a
-# class embedding for the ten digits plus the "no label" class of classifier-free guidance.
-CONDITIONAL_UNET = UNetConfig(
-    sample_size=28,
-    block_out_channels=(32, 64, 64),
-    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    num_class_embeds=11,
-)
 TINY_UNET = dict(
     block_out_channels=(8, 16),
     down_block_types=("DownBlock2D", "AttnDownBlock2D"),
@@ -74,9 +65,17 @@ def mnist_padded(images) -> torch.Tensor:
     return F.pad(x, (2, 2, 2, 2), value=-1.0)
 
 
-def mnist_unit_range(images) -> torch.Tensor:
-    """uint8 (N, 28, 28) digits -> float (N, 1, 28, 28) in [-1, 1]."""
-    return torch.as_tensor(images, dtype=torch.float32)[:, None] / 127.5 - 1
+def start_from_unconditional(model: UNet, folder: Path) -> None:
+    """Copy an unconditional UNet's weights into the class-conditional `model` of the same layout, with the
+    class embedding at zero: every label starts as the unconditional model, and fine-tuning only has to
+    learn what each digit adds (smaller batches and fewer steps than training from scratch)."""
+    unconditional = load_model(UNet, UNetConfig, folder, TRAIN_COMMAND)
+    missing, unexpected = model.load_state_dict(unconditional.state_dict(), strict=False)
+    if unexpected or missing != ["class_embedding.weight"]:
+        raise ValueError(
+            f"{folder} does not hold this UNet's layout: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    torch.nn.init.zeros_(model.class_embedding.weight)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,9 +85,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--conditional", action="store_true", help="class-conditional UNet on 28x28 digits, for guidance"
     )
     parser.add_argument("--label-dropout", type=float, default=0.1, help="share of 'no label' examples (conditional)")
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="conditional: start from this unconditional checkpoint (default: the shipped one; 'none': from scratch)",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps: 3000, or 600 with --conditional")
     parser.add_argument("--batch-size", type=int, default=None, help="64, or 32 with --conditional")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=None, help="1e-3, or 5e-4 with --conditional")
     parser.add_argument("--ema-decay", type=float, default=0.995)
     parser.add_argument("--tiny", action="store_true", help="a 2-level UNet of 8 and 16 channels (tests)")
     parser.add_argument("--samples", type=int, default=256, help="DDIM-20 samples scored at the end")
@@ -100,8 +105,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.out is None:
         arguments.out = CHECKPOINT_DIR / "conditional" if arguments.conditional else CHECKPOINT_DIR
-    if arguments.batch_size is None:
-        arguments.batch_size = 32 if arguments.conditional else 64
+    conditional_defaults = dict(batch_size=32, steps=600, learning_rate=5e-4)
+    unconditional_defaults = dict(batch_size=64, steps=3000, learning_rate=1e-3)
+    for name, value in (conditional_defaults if arguments.conditional else unconditional_defaults).items():
+        if getattr(arguments, name) is None:
+            setattr(arguments, name, value)
+    if arguments.conditional and arguments.init is None and not arguments.tiny:
+        arguments.init = CHECKPOINT_DIR
+    if str(arguments.init).lower() == "none":
+        arguments.init = None
     return arguments
 
 
@@ -112,17 +124,16 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     split = mnist5k()
-    if arguments.conditional:  # smaller batches, more updates (the calibration note's lever)
-        images, labels = mnist_unit_range(split.train_images), torch.as_tensor(split.train_labels)  # (4500, 1, 28, 28)
-        config = (
-            UNetConfig(sample_size=28, num_class_embeds=DIGITS + 1, **TINY_UNET) if arguments.tiny else CONDITIONAL_UNET
-        )
-    else:
-        images, labels = mnist_padded(split.train_images), None  # (4500, 1, 32, 32)
-        config = UNetConfig(**TINY_UNET) if arguments.tiny else SHIPPED_UNET
+    images = mnist_padded(split.train_images)  # (4500, 1, 32, 32)
+    labels = torch.as_tensor(split.train_labels) if arguments.conditional else None  # (4500,)
+    config = UNetConfig(**TINY_UNET) if arguments.tiny else SHIPPED_UNET
+    if arguments.conditional:
+        config = replace(config, num_class_embeds=DIGITS + 1)
     schedule_config = ScheduleConfig()
     schedule = NoiseSchedule(schedule_config)
     model = UNet(config)
+    if arguments.init is not None:
+        start_from_unconditional(model, arguments.init)
     recipe = OptimizerRecipe(
         steps=arguments.steps,
         batch_size=arguments.batch_size,
@@ -182,7 +193,11 @@ def main(argv: list[str] | None = None) -> dict:
         "schedule": asdict(schedule_config),
         "recipe": asdict(recipe),
         "ema_decay": arguments.ema_decay,
-        **({"label_dropout": arguments.label_dropout} if arguments.conditional else {}),
+        **(
+            {"label_dropout": arguments.label_dropout, "initialised_from": arguments.init.name}
+            if arguments.conditional
+            else {}
+        ),
         "log": log,
     }
     return score_checkpoint(out, training, arguments.samples, arguments.seed)
