@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from apps.diffusion import DEFAULT_GUIDANCE
 from apps.diffusion.model import (
     NoiseSchedule,
     ScheduleConfig,
@@ -56,7 +57,6 @@ TINY_UNET = dict(
     norm_num_groups=4,
 )
 DIGITS = 10
-DEFAULT_GUIDANCE = 2.0  # w of classifier-free guidance (Ho & Salimans) the tab and the report start from
 
 
 def mnist_padded(images) -> torch.Tensor:

@@ -85,3 +85,105 @@ def test_shipped_model_samples_look_like_digits_to_the_classifier():
     report = image_quality(ours.images)
     assert report.mean_confidence > 0.7 and report.classes_present >= 8
     assert torch.isfinite(ours.images).all()
+
+
+# --- Score SDEs, likelihoods and digits on request ----------------------------------------------------
+
+MIXTURE, DIGITS_DATA = sbs.SDE_DATA
+PC, EM, ODE = sbs.SDE_SAMPLERS
+
+
+def test_sde_panel_matches_diffusers_on_the_mixture(client):
+    notes, plot, ours, reference, badges, code = client.predict(
+        MIXTURE, "VE", PC, 40, 0.16, 1, 300, api_name="/diffusion_sde"
+    )
+    assert plot is not None and ours is None and "max |difference|" in badges and "80 network calls" in badges
+    assert "def langevin_step" in code
+
+
+def test_sde_panel_says_when_diffusers_has_no_twin(client):
+    notes, plot, *_, badges, code = client.predict(MIXTURE, "VP", ODE, 10, 0.16, 0, 100, api_name="/diffusion_sde")
+    assert "runs on our side alone" in notes and "snr is the corrector's setting" in notes
+    assert "def probability_flow_ode" in code and "max |difference|" not in badges
+
+
+def test_sde_panel_samples_digits_with_the_vp_score(client):
+    notes, plot, ours, reference, badges, code = client.predict(
+        DIGITS_DATA, "VP", EM, 30, 0.16, 0, 2, api_name="/diffusion_sde"
+    )
+    assert ours and reference and "max |difference|" in badges and "digit classifier" in badges
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((DIGITS_DATA, "VE", PC, 20, 0.16, 0, 2), "choose the VP SDE"),
+        ((DIGITS_DATA, "VP", ODE, 20, 0.16, 0, 40), "at most 16 digits"),
+        ((DIGITS_DATA, "VP", PC, 1000, 0.16, 0, 64), "network calls"),
+        ((MIXTURE, "VE", PC, 0, 0.16, 0, 100), "less than minimum value 1"),
+        ((MIXTURE, "VE", PC, 10, 0.0, 0, 100), "less than minimum value 0.01"),
+        ((MIXTURE, "VE", PC, 10, 1.5, 0, 100), "greater than maximum value 1"),
+        ((MIXTURE, "VE", PC, 10.5, 0.16, 0, 100), "whole number"),
+        ((MIXTURE, "VE", PC, 10, 0.16, 0, 10**6), "greater than maximum value 2000"),
+        ((MIXTURE, "VE", "Heun", 10, 0.16, 0, 100), "not in the list of choices"),
+    ],
+)
+def test_sde_bad_input_gives_a_clear_message(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/diffusion_sde")
+
+
+def test_likelihood_table_puts_the_ode_next_to_the_exact_density(client):
+    table, code = client.predict(30, 2, api_name="/diffusion_likelihood")
+    assert table.count("ODE, exact divergence") == 2 and "Hutchinson" in table
+    assert "def ode_log_likelihood" in code
+    for row in table.splitlines():
+        if "exact divergence" in row:
+            assert abs(float(row.split("|")[4])) < 0.02  # the difference column, bits/dim
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [((0, 0), "less than minimum value 1"), ((10**4, 0), "greater than maximum value 500"), ((2.5, 0), "whole number")],
+)
+def test_likelihood_bad_input_gives_a_clear_message(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/diffusion_likelihood")
+
+
+def test_guided_digits_equal_the_diffusers_loop_and_read_as_requested(client):
+    ours, reference, badges, code = client.predict(3, 2.0, 20, 8, 5, api_name="/diffusion_guided")
+    assert ours and reference and "max |difference|" in badges and "reads 3 in" in badges
+    assert "def guided_noise" in code
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((10, 2.0, 20, 4, 0), "greater than maximum value 9"),
+        ((-1, 2.0, 20, 4, 0), "less than minimum value 0"),
+        ((7.5, 2.0, 20, 4, 0), "whole number"),
+        ((7, 11.0, 20, 4, 0), "greater than maximum value 10"),
+        ((7, -1.0, 20, 4, 0), "less than minimum value 0"),
+        ((7, 2.0, 1000, 64, 0), "network calls"),
+        ((7, 2.0, 20, 0, 0), "less than minimum value 1"),
+    ],
+)
+def test_guided_bad_input_gives_a_clear_message(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/diffusion_guided")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("digit", 12, "digit must be"), ("guidance", -2.0, "guidance scale"), ("steps", 0, "Steps must be")],
+)
+def test_guided_engine_validates_what_the_ui_cannot(field, value, message):
+    request = sbs.GuidedRequest(**{**dict(digit=7, guidance=2.0, steps=10, seed=0, count=2), field: value})
+    with pytest.raises(ValueError, match=message):
+        request.validate(sbs.conditional_model())
+
+
+def test_shipped_guided_ddim_equals_the_diffusers_loop_on_the_real_weights():
+    ours, reference = sbs.run_guided(sbs.GuidedRequest(digit=7, guidance=2.0, steps=20, seed=3, count=4))
+    assert (ours.images - reference.images).abs().max().item() < 1e-4
