@@ -49,6 +49,16 @@ SDE_ODE_TOLERANCE = 1e-3  # RK45 rtol = atol for sampling; its call count sets t
 GUIDANCE_SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
 GUIDANCE_SAMPLES = 100  # per scale, 10 of each digit
 AGREEMENT_SAMPLES = 300  # at the default scale, 30 of each digit
+QUALITY_COLUMNS = [
+    "samples",
+    "FD",
+    "real digits' FD",
+    "mean confidence",
+    "real digits' confidence",
+    "confident (> 0.9)",
+    "digits present",
+    "time per image (ours)",
+]
 
 
 def generate(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) -> tuple[torch.Tensor, float]:
@@ -156,17 +166,7 @@ def sampler_results() -> dict:
                 "title": "Sample quality of the shipped checkpoint by the shared digit metric (a small MNIST classifier "
                 "stands in for Inception, whose weights need a download); "
                 '"real digits\' FD" is what the same number of real training digits score against the held-out ones',
-                "columns": [
-                    "sampler",
-                    "samples",
-                    "FD",
-                    "real digits' FD",
-                    "mean confidence",
-                    "real digits' confidence",
-                    "confident (> 0.9)",
-                    "digits present",
-                    "time per image (ours)",
-                ],
+                "columns": ["sampler", *QUALITY_COLUMNS],
                 "rows": quality_rows,
             },
             {
@@ -193,21 +193,6 @@ def sampler_results() -> dict:
             },
         ],
     }
-
-
-def quality_columns(first: str) -> list[str]:
-    return [
-        first,
-        "network calls",
-        "samples",
-        "FD",
-        "real digits' FD",
-        "mean confidence",
-        "real digits' confidence",
-        "confident (> 0.9)",
-        "digits present",
-        "time per image (ours)",
-    ]
 
 
 def flow_bits_per_dim() -> list[list]:
@@ -470,7 +455,7 @@ def extension_results(score_sde: dict, guidance: dict) -> dict:
                     f"The shipped UNet as a VP score, samplers at equal network calls ({score_sde['calls']}, what RK45 "
                     f"took at tolerance {SDE_ODE_TOLERANCE:g}), {SDE_SAMPLES} samples each from one seed"
                 ),
-                "columns": quality_columns("sampler"),
+                "columns": ["sampler", "network calls", *QUALITY_COLUMNS],
                 "rows": score_sde["equal_rows"],
             },
             {

@@ -327,18 +327,17 @@ def run_sde(request: SDERequest, on_step=None) -> SDEResult:
         )
         samples, calls, trajectories = solution.samples, solution.evaluations, solution.path[:, :TRAJECTORY_POINTS]
     else:
-        with torch.no_grad():
-            samples = pc_sample(
-                score,
-                sde,
-                shape,
-                request.steps,
-                torch.Generator().manual_seed(request.seed),
-                corrector_steps,
-                request.snr,
-                predictor,
-                record,
-            )
+        samples = pc_sample(
+            score,
+            sde,
+            shape,
+            request.steps,
+            torch.Generator().manual_seed(request.seed),
+            corrector_steps,
+            request.snr,
+            predictor,
+            record,
+        )
         calls, trajectories = request.network_calls, torch.stack(frames) if frames else None
     result = SDEResult(as_pixels(samples, request.on_digits), time.perf_counter() - start, calls, trajectories)
     if has_diffusers_twin(request):

@@ -57,6 +57,7 @@ TINY_UNET = dict(
     norm_num_groups=4,
 )
 DIGITS = 10
+CLASS_EMBEDDING_LR_SCALE = 20.0
 
 
 def mnist_padded(images) -> torch.Tensor:
@@ -91,7 +92,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="conditional: start from this unconditional checkpoint (default: the shipped one; 'none': from scratch)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps: 3000, or 600 with --conditional")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps: 3000, or 700 with --conditional")
     parser.add_argument("--batch-size", type=int, default=None, help="64, or 32 with --conditional")
     parser.add_argument("--learning-rate", type=float, default=None, help="1e-3, or 5e-4 with --conditional")
     parser.add_argument("--ema-decay", type=float, default=0.995)
@@ -105,7 +106,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.out is None:
         arguments.out = CHECKPOINT_DIR / "conditional" if arguments.conditional else CHECKPOINT_DIR
-    conditional_defaults = dict(batch_size=32, steps=600, learning_rate=5e-4)
+    conditional_defaults = dict(batch_size=32, steps=700, learning_rate=5e-4)
     unconditional_defaults = dict(batch_size=64, steps=3000, learning_rate=1e-3)
     for name, value in (conditional_defaults if arguments.conditional else unconditional_defaults).items():
         if getattr(arguments, name) is None:
@@ -142,8 +143,18 @@ def main(argv: list[str] | None = None) -> dict:
         weight_decay=0.0,
         betas=(0.9, 0.999),
     )
+    # The class embedding starts at zero beside a trained network: at the network's learning rate it stays
+    # too small to matter (norm 0.05 against a time embedding of 3-8 after 600 steps), so it learns faster.
+    class_parameters = [model.class_embedding.weight] if config.num_class_embeds is not None else []
+    groups = [
+        {"params": [p for p in model.parameters() if all(p is not q for q in class_parameters)], "lr_scale": 1.0},
+        {"params": class_parameters, "lr_scale": CLASS_EMBEDDING_LR_SCALE},
+    ]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.learning_rate, betas=recipe.betas, weight_decay=recipe.weight_decay
+        [group for group in groups if group["params"]],
+        lr=recipe.learning_rate,
+        betas=recipe.betas,
+        weight_decay=recipe.weight_decay,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = ExponentialMovingAverage(accelerator.unwrap_model(model), arguments.ema_decay)
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     progress = tqdm(range(recipe.steps), desc="training the UNet", disable=not accelerator.is_local_main_process)
     for step in progress:
         for group in optimizer.param_groups:
-            group["lr"] = recipe.learning_rate_at(step)
+            group["lr"] = recipe.learning_rate_at(step) * group["lr_scale"]
         indices = torch.randint(0, len(images), (recipe.batch_size,), generator=generator)
         batch = images[indices].to(accelerator.device)
         batch_labels = None
