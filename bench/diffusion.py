@@ -11,10 +11,7 @@
 - score SDEs: the shipped UNet read as a VP score (score = -eps / sigma_t) sampled by predictor-corrector,
   Euler-Maruyama and the probability-flow ODE (RK45) at equal network calls, with DDIM (the ODE's Euler
   step) beside them; its held-out bits/dim through the ODE next to the flows' (bench/results/flow.json);
-  ours vs diffusers' ScoreSdeVe/VpScheduler loops on the same scores and generators;
-- digits on request: the class-conditional checkpoint's agreement with the requested digit and FD as
-  the guidance scale w goes from 0 to 5, per-digit agreement at the default w, and guided DDIM vs a
-  diffusers loop on the same weights.
+  ours vs diffusers' ScoreSdeVe/VpScheduler loops on the same scores and generators.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from apps.diffusion import DEFAULT_GUIDANCE
 from apps.diffusion import side_by_side as sbs
 from apps.diffusion.model import sample
 from apps.diffusion.reference import diffusers_pc_sample
@@ -46,9 +42,6 @@ LIKELIHOOD_DIGITS = 100  # held-out digits scored through the ODE (each RK45 cal
 LIKELIHOOD_TOLERANCE = 1e-4  # RK45 rtol = atol for the likelihood
 SDE_SAMPLES = 200
 SDE_ODE_TOLERANCE = 1e-3  # RK45 rtol = atol for sampling; its call count sets the other samplers' budget
-GUIDANCE_SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
-GUIDANCE_SAMPLES = 100  # per scale, 10 of each digit
-AGREEMENT_SAMPLES = 300  # at the default scale, 30 of each digit
 QUALITY_COLUMNS = [
     "samples",
     "FD",
@@ -144,7 +137,7 @@ def sampler_results() -> dict:
     ddim50 = reports["DDIM-50"]
     return {
         "topic": "diffusion",
-        "title": "Diffusion (DDPM / DDIM, score SDEs, classifier-free guidance)",
+        "title": "Diffusion (DDPM / DDIM, score SDEs)",
         "summary": [
             {
                 "model": "UNet + DDPM and DDIM samplers (ours)",
@@ -332,90 +325,9 @@ def score_sde_results() -> dict:
     }
 
 
-def guidance_results() -> dict:
-    """The class-conditional checkpoint: agreement and FD against w, per-digit agreement, parity with diffusers."""
-    model = sbs.conditional_model()
-    size = model.unet.config.sample_size
-
-    def guided(count: int, guidance: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-        requested = torch.arange(count) % 10
-        noise = torch.randn(count, 1, size, size, generator=torch.Generator().manual_seed(SEED))
-        start = time.perf_counter()
-        images = torch.cat(
-            [
-                sample(model.unet, model.schedule, chunk, "ddim", 20, class_labels=labels, guidance=guidance)
-                for chunk, labels in zip(noise.split(CHUNK), requested.split(CHUNK))
-            ]
-        )
-        return images, requested, time.perf_counter() - start
-
-    curve_rows, curve, grids = [], [], []
-    for guidance in GUIDANCE_SCALES:
-        images, requested, seconds = guided(GUIDANCE_SAMPLES, guidance)
-        agreement = (sbs.digits_read(images) == requested).float().mean().item()
-        report = image_quality(images)
-        curve.append((guidance, agreement, report.frechet_distance))
-        grids.append(images[:10])
-        curve_rows.append(
-            [
-                guidance,
-                f"{agreement:.0%}",
-                round(report.frechet_distance, 2),
-                round(report.real_frechet_distance, 2),
-                round(report.mean_confidence, 3),
-                f"{seconds / GUIDANCE_SAMPLES * 1000:.0f} ms",
-            ]
-        )
-    images, requested, _ = guided(AGREEMENT_SAMPLES, DEFAULT_GUIDANCE)
-    read = sbs.digits_read(images)
-    per_digit = [(read[requested == digit] == digit).float().mean().item() for digit in range(10)]
-    save_grid(torch.cat(grids), RESULTS / "diffusion_guidance_grid.png", columns=10, scale=2)
-    guidance_plot(curve, RESULTS / "diffusion_guidance.png")
-
-    ours_seconds, reference_seconds, difference = [], [], 0.0
-    request = sbs.GuidedRequest(digit=7, guidance=DEFAULT_GUIDANCE, steps=20, seed=SEED, count=16)
-    for _ in range(REPEATS):
-        ours, theirs = sbs.run_guided(request)
-        ours_seconds.append(ours.seconds)
-        reference_seconds.append(theirs.seconds)
-        difference = max(difference, (ours.images - theirs.images).abs().max().item())
-    ours_median, reference_median = statistics.median(ours_seconds), statistics.median(reference_seconds)
-    parity_row = [
-        f"guided DDIM-20, w = {DEFAULT_GUIDANCE:g}, class-conditional UNet (16 digits)",
-        20,
-        f"{ours_median:.2f} s",
-        f"{reference_median:.2f} s",
-        f"{reference_median / ours_median:.2f}x",
-        f"{difference:.1e}",
-    ]
-    return {"curve_rows": curve_rows, "per_digit": per_digit, "parity_row": parity_row, "curve": curve}
-
-
-def guidance_plot(curve: list[tuple[float, float, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scales, agreements, distances = zip(*curve)
-    figure, left = plt.subplots(figsize=(6, 3.2))
-    left.plot(scales, [100 * value for value in agreements], "o-", color="#4c72b0")
-    left.set_xlabel("guidance scale w")
-    left.set_ylabel("classifier reads the requested digit (%)", color="#4c72b0")
-    right = left.twinx()
-    right.plot(scales, distances, "s--", color="#dd8452")
-    right.set_ylabel("FD to held-out digits", color="#dd8452")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def extension_results(score_sde: dict, guidance: dict) -> dict:
-    """The score-SDE and guidance parts of the result: summary entries, tables and images."""
+def extension_results(score_sde: dict) -> dict:
+    """The score-SDE part of the result: summary entry, tables and images."""
     best_flow = min(float(row[1]) for row in score_sde["likelihood_rows"][1:])
-    per_digit = guidance["per_digit"]
-    parity_rows = [*score_sde["parity_rows"], guidance["parity_row"]]
-    agreement_at = {row[0]: row[1] for row in guidance["curve_rows"]}
     return {
         "summary": [
             {
@@ -428,16 +340,6 @@ def extension_results(score_sde: dict, guidance: dict) -> dict:
                 "quality": (
                     f"shipped DDPM via the ODE: {score_sde['bits_per_dim']:.2f} bits/dim on held-out digits "
                     f"(best flow {best_flow:.2f})"
-                ),
-            },
-            {
-                "model": "class-conditional UNet + classifier-free guided DDIM (ours)",
-                "reference": "diffusers UNet2DModel (num_class_embeds) + DDIMScheduler loop",
-                "parity": f"max pixel difference {guidance['parity_row'][-1]} (same weights, noise and guidance)",
-                "speed": f"{guidance['parity_row'][4]} the diffusers loop's speed",
-                "quality": (
-                    f"requested digit read in {min(per_digit):.0%}-{max(per_digit):.0%} of samples per digit at "
-                    f"w = {DEFAULT_GUIDANCE:g} (w = 0: {agreement_at[0.0]}, w = 5: {agreement_at[5.0]})"
                 ),
             },
         ],
@@ -459,38 +361,12 @@ def extension_results(score_sde: dict, guidance: dict) -> dict:
                 "rows": score_sde["equal_rows"],
             },
             {
-                "title": (
-                    f"Classifier-free guidance: DDIM-20, {GUIDANCE_SAMPLES} samples per scale (10 of each digit); "
-                    "agreement = the digit classifier reads the requested digit"
-                ),
-                "columns": ["w", "agreement", "FD", "real digits' FD", "mean confidence", "time per image (ours)"],
-                "rows": guidance["curve_rows"],
-            },
-            {
-                "title": (
-                    f"Agreement per requested digit at the default w = {DEFAULT_GUIDANCE:g}, DDIM-20, "
-                    f"{AGREEMENT_SAMPLES // 10} samples of each digit"
-                ),
-                "columns": [str(digit) for digit in range(10)],
-                "rows": [[f"{value:.0%}" for value in per_digit]],
-            },
-            {
                 "title": f"Ours vs the diffusers loops, same score or weights and generator (median of {REPEATS})",
                 "columns": ["sampler", "steps", "ours", "diffusers", "ours speed / diffusers", "max difference"],
-                "rows": parity_rows,
+                "rows": score_sde["parity_rows"],
             },
         ],
         "images": [
-            {
-                "caption": "Classifier-free guidance: digits 0-9 (columns) at w = "
-                + ", ".join(f"{w:g}" for w in GUIDANCE_SCALES)
-                + " (rows), same noise",
-                "path": "bench/results/diffusion_guidance_grid.png",
-            },
-            {
-                "caption": "Agreement with the requested digit and FD against the guidance scale",
-                "path": "bench/results/diffusion_guidance.png",
-            },
             {
                 "caption": (
                     "The shipped UNet as a VP score at equal network calls: ODE, Euler-Maruyama, predictor-corrector, "
@@ -504,7 +380,7 @@ def extension_results(score_sde: dict, guidance: dict) -> dict:
 
 def run() -> dict:
     result = sampler_results()
-    extension = extension_results(score_sde_results(), guidance_results())
+    extension = extension_results(score_sde_results())
     for key in ("summary", "tables", "images"):
         result[key] += extension[key]
     return result

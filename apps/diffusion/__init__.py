@@ -1,4 +1,4 @@
-"""Diffusion (DDPM and DDIM, score SDEs, classifier-free guidance). The names below are what the tab shows
+"""Diffusion (DDPM and DDIM, score SDEs). The names below are what the tab shows
 before the engine loads; the engine (side_by_side.py) uses the same ones."""
 
 SHIPPED = "shipped MNIST UNet"
@@ -8,5 +8,3 @@ SDE_DATA = ("2-D mixture", "digits (the shipped DDPM as a VP score)")
 SDE_KINDS = ("VE", "VP")
 SDE_SAMPLERS = ("predictor-corrector", "Euler-Maruyama", "probability-flow ODE")
 MAX_MIXTURE_POINTS = 2000
-MAX_GUIDANCE = 10.0
-DEFAULT_GUIDANCE = 2.0  # w of classifier-free guidance (Ho & Salimans) the tab and the training report use

@@ -1,8 +1,7 @@
 """The diffusion tab's engine: our sampler and diffusers' DDPMPipeline / DDIMPipeline on the same UNet
 weights, from the same starting noise and the same random generator; the score-SDE samplers on the 2-D
 mixture and on the shipped UNet read as a VP score, beside diffusers' ScoreSde schedulers where they have a
-twin; the probability-flow likelihoods; and digits on request with classifier-free guidance beside a
-diffusers loop. No Gradio here; bad input raises ValueError with a message for the user."""
+twin; and the probability-flow likelihoods. No Gradio here; bad input raises ValueError with a message for the user."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 
 from apps.diffusion import (
-    MAX_GUIDANCE,
     MAX_IMAGES,
     MAX_MIXTURE_POINTS,
     SAMPLERS,
@@ -29,7 +27,6 @@ from apps.diffusion import (
 from apps.diffusion.model import NoiseSchedule, ScheduleConfig, UNet, UNetConfig, sample
 from apps.diffusion.reference import (
     diffusers_pc_sample,
-    guided_ddim_loop,
     load_diffusers_unet,
     schedule_to_diffusers,
     unet_to_diffusers,
@@ -48,7 +45,6 @@ from shared.checkpoint import load_model
 from shared.images import image_grid
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusion"
-CONDITIONAL_DIR = CHECKPOINT_DIR / "conditional"
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench" / "results" / "diffusion.json"
 TRAIN_COMMAND = "python -m apps.diffusion.train"
 # Network calls per request and side (images x steps) for the shipped 1.1 M-parameter UNet: at most about
@@ -405,81 +401,6 @@ def measured_digit_likelihoods() -> list[list] | None:
         if table["title"].startswith("Held-out bits/dim"):
             return [table["columns"], *table["rows"]]
     return None
-
-
-# --- Digits on request ---------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def conditional_model() -> DiffusionModel:
-    folder = CONDITIONAL_DIR
-    if not (folder / "model.safetensors").exists():
-        raise ValueError(
-            f"The class-conditional checkpoint is missing from {folder}; create it with `{TRAIN_COMMAND} --conditional`."
-        )
-    unet = load_model(UNet, UNetConfig, folder, TRAIN_COMMAND + " --conditional").eval()
-    schedule_config = ScheduleConfig(**json.loads((folder / "config.json").read_text()).get("schedule", {}))
-    return DiffusionModel("class-conditional MNIST UNet", unet, NoiseSchedule(schedule_config))
-
-
-@functools.lru_cache(maxsize=1)
-def conditional_twin():
-    return unet_to_diffusers(conditional_model().unet).eval()
-
-
-@dataclass
-class GuidedRequest:
-    digit: int
-    guidance: float
-    steps: int
-    seed: int
-    count: int
-
-    def validate(self, model: DiffusionModel) -> None:
-        if self.digit is None or not 0 <= self.digit <= 9:
-            raise ValueError(f"The digit must be a whole number from 0 to 9; got {self.digit}.")
-        if self.guidance is None or not 0 <= self.guidance <= MAX_GUIDANCE:
-            raise ValueError(
-                f"The guidance scale w must be from 0 (the plain conditional model) to {MAX_GUIDANCE:g}; got {self.guidance}."
-            )
-        if self.steps is None or not 1 <= self.steps <= model.schedule.num_train_timesteps:
-            raise ValueError(
-                f"Steps must be a whole number from 1 to {model.schedule.num_train_timesteps}; got {self.steps}."
-            )
-        if self.count is None or not 1 <= self.count <= MAX_IMAGES:
-            raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {self.count}.")
-        if self.seed is None or not 0 <= self.seed < 2**63:
-            raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {self.seed}.")
-        calls = self.count * self.steps * (2 if self.guidance else 1)  # guidance runs the network twice
-        if calls > model.evaluation_budget:
-            raise ValueError(
-                f"{self.count} images x {self.steps} steps{' x 2 (guidance)' if self.guidance else ''} = {calls:,} "
-                f"network calls per side, more than this CPU answers quickly ({model.evaluation_budget:,}). Use fewer "
-                "images or steps."
-            )
-
-
-def run_guided(request: GuidedRequest) -> tuple[Samples, Samples]:
-    """Guided DDIM (eta = 0), ours and the diffusers loop, from the same noise."""
-    model = conditional_model()
-    size = model.unet.config.sample_size
-    noise = torch.randn(request.count, 1, size, size, generator=torch.Generator().manual_seed(request.seed))
-    labels = torch.full((request.count,), request.digit)
-    start = time.perf_counter()
-    ours = sample(
-        model.unet, model.schedule, noise, "ddim", request.steps, class_labels=labels, guidance=request.guidance
-    )
-    ours = Samples(ours, time.perf_counter() - start)
-    start = time.perf_counter()
-    theirs = guided_ddim_loop(conditional_twin(), model.schedule.config, noise, labels, request.guidance, request.steps)
-    return ours, Samples(theirs, time.perf_counter() - start)
-
-
-def digits_read(images: torch.Tensor) -> torch.Tensor:
-    """The digit the shared classifier reads in each image (N,)."""
-    from shared.image_metric import default_metric
-
-    return torch.as_tensor(default_metric().embed(images)[1].argmax(axis=1))
 
 
 def mixture_density_grid(size: int = 150, extent: float = 3.2) -> tuple[np.ndarray, np.ndarray]:

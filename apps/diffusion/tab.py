@@ -1,8 +1,7 @@
 """Diffusion tab: sampler, steps, eta, seed and image count -> digits from our sampler and from diffusers'
 DDPMPipeline / DDIMPipeline on the same weights and the same noise, the denoising trajectory, and what
 a digit classifier makes of our samples. Then the score-SDE view (predictor-corrector, Euler-Maruyama and
-the probability-flow ODE on a 2-D mixture with trajectories, and on digits), the ODE likelihoods, and
-digits on request with classifier-free guidance beside a diffusers loop. UI only: the work is in
+the probability-flow ODE on a 2-D mixture with trajectories, and on digits) and the ODE likelihoods. UI only: the work is in
 side_by_side.py."""
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 import gradio as gr
 
 from apps.diffusion import (
-    DEFAULT_GUIDANCE,
-    MAX_GUIDANCE,
     MAX_IMAGES,
     MAX_MIXTURE_POINTS,
     SAMPLERS,
@@ -42,7 +39,6 @@ CODE_SHOWN = {
     "Euler-Maruyama": (SDE + "pc_sample", SDE + "euler_maruyama_step", SDE + "VPSDE.drift_and_diffusion"),
     "probability-flow ODE": (SDE + "probability_flow_ode", SDE + "ode_drift"),
     "likelihood": (SDE + "ode_log_likelihood", SDE + "divergence"),
-    "guided": (MODEL + "guided_noise", MODEL + "sample"),
 }
 # max |ours - diffusers' ScoreSde scheduler loop| on the same score and generator (pixels for digits)
 SDE_TOLERANCE = 1e-4
@@ -75,13 +71,6 @@ LIKELIHOOD_INTRODUCTION = """
 Run the ODE from the data to the prior and add up the divergence of its drift (the instantaneous change of
 variables): log p(x) = log p_1(z) + integral of div. Hutchinson's trick estimates the divergence with one
 random probe per point; in 2-D it can also be computed exactly. The mixture's true density is known.
-"""
-GUIDED_INTRODUCTION = """
-### Digits on request: classifier-free guidance
-A class-conditional copy of the UNet (a class embedding added to the time embedding, diffusers'
-`num_class_embeds` layout) was fine-tuned with 10% of the labels hidden, so it also knows the unlabelled
-digit. Guidance w pushes DDIM towards what the requested digit adds: eps = (1 + w) eps(x, digit) - w eps(x, none).
-The right column is a loop of diffusers' `UNet2DModel` and `DDIMScheduler` on the same weights and noise.
 """
 
 
@@ -234,27 +223,6 @@ def likelihood_run(points, seed, progress=gr.Progress()):
     return text, source_of(*CODE_SHOWN["likelihood"])
 
 
-@user_errors
-def guided_run(digit, guidance, steps, count, seed, progress=gr.Progress()):
-    """Draw me a digit: our guided DDIM and the diffusers loop; 4 outputs (our grid, theirs, badges, code)."""
-    from apps.diffusion import side_by_side as sbs
-
-    model = sbs.conditional_model()
-    request = sbs.GuidedRequest(digit, guidance, steps, seed, count)
-    request.validate(model)
-    progress(0.1, desc="ours and the diffusers loop")
-    ours, reference = sbs.run_guided(request)
-    difference = (ours.images - reference.images).abs().max().item()
-    badges = comparison_badges(ours.seconds, reference.seconds, difference, PIXEL_TOLERANCE)
-    read = sbs.digits_read(ours.images)
-    agreement = (read == digit).sum().item()
-    colour = "good" if agreement == count else "partial"
-    badges += (
-        f"<div class='{colour}'>The digit classifier reads {digit} in {agreement} of {count} of our samples.</div>"
-    )
-    return sbs.grid_of(ours), sbs.grid_of(reference), badges, source_of(*CODE_SHOWN["guided"])
-
-
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
     model_name = gr.State(SHIPPED)
@@ -318,26 +286,6 @@ def build_tab() -> None:
             likelihood_button = gr.Button("Compute the likelihoods")
         with gr.Column(scale=3):
             likelihood_table = gr.Markdown()
-    gr.Markdown(GUIDED_INTRODUCTION)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            guided_digit = WholeNumber(7, minimum=0, maximum=9, label="Digit (0-9)")
-            guidance = Slider(
-                0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.25, label="Guidance scale w (0: no guidance)"
-            )
-            guided_steps = Slider(1, 1000, value=20, step=1, label="DDIM steps")
-            guided_count = Slider(1, MAX_IMAGES, value=16, step=1, label="Images")
-            guided_seed = WholeNumber(0, minimum=0, label="Seed (the same noise on both sides)")
-            guided_button = gr.Button("Draw me this digit", variant="primary")
-        with gr.Column(scale=3):
-            with gr.Row():
-                guided_ours = gr.Image(label="Ours (guided DDIM)", type="numpy", interactive=False)
-                guided_reference = gr.Image(
-                    label="diffusers loop: UNet2DModel + DDIMScheduler (same weights, noise, guidance)",
-                    type="numpy",
-                    interactive=False,
-                )
-            guided_badges = gr.HTML()
     code = code_panel(*CODE_SHOWN["DDIM"])
     generate_button.click(
         generate,
@@ -358,12 +306,6 @@ def build_tab() -> None:
         outputs=[likelihood_table, code],
         api_name="diffusion_likelihood",
     )
-    guided_button.click(
-        guided_run,
-        inputs=[guided_digit, guidance, guided_steps, guided_count, guided_seed],
-        outputs=[guided_ours, guided_reference, guided_badges, code],
-        api_name="diffusion_guided",
-    )
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
@@ -372,6 +314,5 @@ API_EXAMPLES = {
     "diffusion_load": ("",),
     "diffusion_sde": (SDE_DATA[0], "VE", SDE_SAMPLERS[0], 50, 0.16, 0, 200),
     "diffusion_likelihood": (20, 0),
-    "diffusion_guided": (7, DEFAULT_GUIDANCE, 10, 4, 0),
 }
 BROWSER_CHECK = {"button": "Generate", "expect_text": "max |difference|", "timeout_ms": 60_000}

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from apps.diffusion import DEFAULT_GUIDANCE
 from apps.diffusion.model import (
     NoiseSchedule,
     ScheduleConfig,
@@ -58,6 +57,7 @@ TINY_UNET = dict(
 )
 DIGITS = 10
 CLASS_EMBEDDING_LR_SCALE = 20.0
+DEFAULT_GUIDANCE = 2.0  # w of classifier-free guidance (Ho & Salimans) the report samples with
 
 
 def mnist_padded(images) -> torch.Tensor:

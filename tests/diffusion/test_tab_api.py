@@ -87,7 +87,7 @@ def test_shipped_model_samples_look_like_digits_to_the_classifier():
     assert torch.isfinite(ours.images).all()
 
 
-# --- Score SDEs, likelihoods and digits on request ----------------------------------------------------
+# --- Score SDEs and likelihoods ----------------------------------------------------
 
 MIXTURE, DIGITS_DATA = sbs.SDE_DATA
 PC, EM, ODE = sbs.SDE_SAMPLERS
@@ -149,41 +149,3 @@ def test_likelihood_table_puts_the_ode_next_to_the_exact_density(client):
 def test_likelihood_bad_input_gives_a_clear_message(client, arguments, message):
     with pytest.raises(AppError, match=message):
         client.predict(*arguments, api_name="/diffusion_likelihood")
-
-
-def test_guided_digits_equal_the_diffusers_loop_and_read_as_requested(client):
-    ours, reference, badges, code = client.predict(3, 2.0, 20, 8, 5, api_name="/diffusion_guided")
-    assert ours and reference and "max |difference|" in badges and "reads 3 in" in badges
-    assert "def guided_noise" in code
-
-
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        ((10, 2.0, 20, 4, 0), "greater than maximum value 9"),
-        ((-1, 2.0, 20, 4, 0), "less than minimum value 0"),
-        ((7.5, 2.0, 20, 4, 0), "whole number"),
-        ((7, 11.0, 20, 4, 0), "greater than maximum value 10"),
-        ((7, -1.0, 20, 4, 0), "less than minimum value 0"),
-        ((7, 2.0, 1000, 64, 0), "network calls"),
-        ((7, 2.0, 20, 0, 0), "less than minimum value 1"),
-    ],
-)
-def test_guided_bad_input_gives_a_clear_message(client, arguments, message):
-    with pytest.raises(AppError, match=message):
-        client.predict(*arguments, api_name="/diffusion_guided")
-
-
-@pytest.mark.parametrize(
-    "field, value, message",
-    [("digit", 12, "digit must be"), ("guidance", -2.0, "guidance scale"), ("steps", 0, "Steps must be")],
-)
-def test_guided_engine_validates_what_the_ui_cannot(field, value, message):
-    request = sbs.GuidedRequest(**{**dict(digit=7, guidance=2.0, steps=10, seed=0, count=2), field: value})
-    with pytest.raises(ValueError, match=message):
-        request.validate(sbs.conditional_model())
-
-
-def test_shipped_guided_ddim_equals_the_diffusers_loop_on_the_real_weights():
-    ours, reference = sbs.run_guided(sbs.GuidedRequest(digit=7, guidance=2.0, steps=20, seed=3, count=4))
-    assert (ours.images - reference.images).abs().max().item() < 1e-4
