@@ -7,11 +7,17 @@
   are also compared at equal counts (the FD grows as the count shrinks);
 - speed: seconds per image of our sampler and of diffusers' DDIMPipeline / DDPMPipeline on the same
   weights, steps, noise and generator (median of 3 runs, both in this process), with the largest pixel
-  difference between the two outputs.
+  difference between the two outputs;
+- score SDEs: the shipped UNet read as a VP score (score = -eps / sigma_t) sampled by predictor-corrector,
+  Euler-Maruyama and the probability-flow ODE (RK45) at equal network calls, with DDIM (the ODE's Euler
+  step) beside them; its held-out bits/dim through the ODE next to the flows' (bench/results/flow.json);
+  ours vs diffusers' ScoreSdeVe/VpScheduler loops on the same scores and generators.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +26,9 @@ import torch
 
 from apps.diffusion import side_by_side as sbs
 from apps.diffusion.model import sample
+from apps.diffusion.reference import diffusers_pc_sample
+from apps.diffusion.sde import VPSDE, digits_bits_per_dim, noise_model_score, pc_sample, probability_flow_ode
+from shared.data import mnist5k
 from shared.image_metric import image_quality
 from shared.images import save_grid
 
@@ -29,6 +38,20 @@ CHUNK = 200  # images per sampling batch; chunk i starts from the noise of seed 
 QUALITY_RUNS = (("DDIM", 20, 1000), ("DDIM", 50, 1000), ("DDPM", 1000, 200))
 SPEED_RUNS = (("DDIM", 50, 1), ("DDIM", 50, 16), ("DDIM", 20, 64), ("DDPM", 1000, 1))
 REPEATS = 3
+LIKELIHOOD_DIGITS = 100  # held-out digits scored through the ODE (each RK45 call is a forward and a backward pass)
+LIKELIHOOD_TOLERANCE = 1e-4  # RK45 rtol = atol for the likelihood
+SDE_SAMPLES = 200
+SDE_ODE_TOLERANCE = 1e-3  # RK45 rtol = atol for sampling; its call count sets the other samplers' budget
+QUALITY_COLUMNS = [
+    "samples",
+    "FD",
+    "real digits' FD",
+    "mean confidence",
+    "real digits' confidence",
+    "confident (> 0.9)",
+    "digits present",
+    "time per image (ours)",
+]
 
 
 def generate(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) -> tuple[torch.Tensor, float]:
@@ -72,7 +95,8 @@ def timed_pair(model: sbs.DiffusionModel, sampler: str, steps: int, count: int) 
     return statistics.median(ours_seconds), statistics.median(reference_seconds), difference
 
 
-def run() -> dict:
+def sampler_results() -> dict:
+    """DDPM and DDIM: quality and speed against the diffusers pipelines."""
     torch.manual_seed(0)
     model = sbs.diffusion_model(sbs.SHIPPED)
     for pipeline in sbs.reference_pipelines(sbs.SHIPPED).values():
@@ -113,7 +137,7 @@ def run() -> dict:
     ddim50 = reports["DDIM-50"]
     return {
         "topic": "diffusion",
-        "title": "Diffusion (DDPM / DDIM)",
+        "title": "Diffusion (DDPM / DDIM, score SDEs)",
         "summary": [
             {
                 "model": "UNet + DDPM and DDIM samplers (ours)",
@@ -135,17 +159,7 @@ def run() -> dict:
                 "title": "Sample quality of the shipped checkpoint by the shared digit metric (a small MNIST classifier "
                 "stands in for Inception, whose weights need a download); "
                 '"real digits\' FD" is what the same number of real training digits score against the held-out ones',
-                "columns": [
-                    "sampler",
-                    "samples",
-                    "FD",
-                    "real digits' FD",
-                    "mean confidence",
-                    "real digits' confidence",
-                    "confident (> 0.9)",
-                    "digits present",
-                    "time per image (ours)",
-                ],
+                "columns": ["sampler", *QUALITY_COLUMNS],
                 "rows": quality_rows,
             },
             {
@@ -172,3 +186,201 @@ def run() -> dict:
             },
         ],
     }
+
+
+def flow_bits_per_dim() -> list[list]:
+    """The flows topic's held-out bits/dim rows (NICE, RealNVP, Glow), as measured there."""
+    flows = json.loads((RESULTS / "flow.json").read_text())
+    table = next(table for table in flows["tables"] if table["title"].startswith("Held-out bits/dim"))
+    column = table["columns"].index("held-out bits/dim")
+    return [[row[0], row[column], "500 (all)", "exact change of variables (flows topic)", "-"] for row in table["rows"]]
+
+
+def score_sde_results() -> dict:
+    """The shipped UNet as a VP score: held-out bits/dim through the ODE, samplers at equal network calls,
+    and parity with diffusers' score-SDE schedulers."""
+    model = sbs.diffusion_model(sbs.SHIPPED)
+    sde = VPSDE()
+    score = noise_model_score(model.unet, sde)
+
+    pixels = torch.as_tensor(mnist5k().validation_images[:LIKELIHOOD_DIGITS])
+    start = time.perf_counter()
+    bits, likelihood_calls = digits_bits_per_dim(
+        score,
+        sde,
+        pixels,
+        torch.Generator().manual_seed(SEED),
+        pad=2,
+        rtol=LIKELIHOOD_TOLERANCE,
+        atol=LIKELIHOOD_TOLERANCE,
+    )
+    likelihood_seconds = time.perf_counter() - start
+    ddpm_bits = bits.mean().item()
+    standard_error = bits.std().item() / math.sqrt(len(bits))
+    likelihood_rows = [
+        [
+            "DDPM (shipped UNet) via the probability-flow ODE",
+            f"{ddpm_bits:.3f} ± {standard_error:.3f}",
+            f"{LIKELIHOOD_DIGITS} (the first)",
+            "ODE + Hutchinson (1 Rademacher probe), RK45 tolerance 1e-4; padded 32x32 image's bits / 784 digit pixels",
+            likelihood_calls,
+        ],
+        *flow_bits_per_dim(),
+    ]
+
+    shape = (SDE_SAMPLES, 1, model.unet.config.sample_size, model.unet.config.sample_size)
+    start = time.perf_counter()
+    ode = probability_flow_ode(
+        score, sde, shape, torch.Generator().manual_seed(SEED), SDE_ODE_TOLERANCE, SDE_ODE_TOLERANCE
+    )
+    runs = {
+        "probability-flow ODE (RK45)": (sbs.as_pixels(ode.samples, True), ode.evaluations, time.perf_counter() - start)
+    }
+    calls = ode.evaluations
+    for name, steps, corrector_steps, predictor in (
+        ("Euler-Maruyama", calls, 0, "euler_maruyama"),
+        ("predictor-corrector (snr 0.16)", calls // 2, 1, "reverse_diffusion"),
+    ):
+        start = time.perf_counter()
+        samples = pc_sample(
+            score, sde, shape, steps, torch.Generator().manual_seed(SEED), corrector_steps, 0.16, predictor
+        )
+        runs[name] = (sbs.as_pixels(samples, True), steps * (1 + corrector_steps), time.perf_counter() - start)
+    start = time.perf_counter()
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(SEED))
+    ddim = sample(model.unet, model.schedule, noise, "ddim", calls)
+    runs[f"DDIM-{calls} (the ODE's Euler steps, discrete time)"] = (ddim, calls, time.perf_counter() - start)
+    equal_rows = []
+    for name, (images, used, seconds) in runs.items():
+        report = image_quality(images)
+        row = quality_row(name, report, seconds / SDE_SAMPLES)
+        equal_rows.append([row[0], used, *row[1:]])
+    save_grid(
+        torch.cat([images[:16] for images, _, _ in runs.values()]),
+        RESULTS / "diffusion_sde_samplers.png",
+        columns=16,
+        scale=2,
+    )
+
+    parity_rows = []
+    mixture_sde = sbs.sde_of("VE")
+    mixture_score = sbs.mixture().score_function(mixture_sde)
+    for name, score_fn, chosen_sde, request_shape, steps, corrector_steps, predictor in (
+        (
+            "VE predictor-corrector, 2-D mixture (exact score)",
+            mixture_score,
+            mixture_sde,
+            (2000, 2),
+            200,
+            1,
+            "reverse_diffusion",
+        ),
+        ("VP Euler-Maruyama, shipped UNet (16 digits)", score, sde, (16, *shape[1:]), 100, 0, "euler_maruyama"),
+    ):
+        ours_seconds, reference_seconds, difference = [], [], 0.0
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            ours = pc_sample(
+                score_fn,
+                chosen_sde,
+                request_shape,
+                steps,
+                torch.Generator().manual_seed(SEED),
+                corrector_steps,
+                0.16,
+                predictor,
+            )
+            ours_seconds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            with torch.no_grad():
+                theirs = diffusers_pc_sample(
+                    score_fn,
+                    chosen_sde,
+                    request_shape,
+                    steps,
+                    torch.Generator().manual_seed(SEED),
+                    corrector_steps,
+                    0.16,
+                )
+            reference_seconds.append(time.perf_counter() - start)
+            difference = max(difference, (ours - theirs).abs().max().item())
+        ours_median, reference_median = statistics.median(ours_seconds), statistics.median(reference_seconds)
+        parity_rows.append(
+            [
+                name,
+                steps,
+                f"{ours_median:.2f} s",
+                f"{reference_median:.2f} s",
+                f"{reference_median / ours_median:.2f}x",
+                f"{difference:.1e}",
+            ]
+        )
+    return {
+        "bits_per_dim": ddpm_bits,
+        "likelihood_seconds": likelihood_seconds,
+        "calls": calls,
+        "likelihood_rows": likelihood_rows,
+        "equal_rows": equal_rows,
+        "parity_rows": parity_rows,
+    }
+
+
+def extension_results(score_sde: dict) -> dict:
+    """The score-SDE part of the result: summary entry, tables and images."""
+    best_flow = min(float(row[1]) for row in score_sde["likelihood_rows"][1:])
+    return {
+        "summary": [
+            {
+                "model": "score SDEs: VE/VP predictor-corrector, Euler-Maruyama, probability-flow ODE (ours)",
+                "reference": "diffusers ScoreSdeVeScheduler / ScoreSdeVpScheduler loops on the same score",
+                "parity": "max difference "
+                + ", ".join(f"{row[-1]}" for row in score_sde["parity_rows"])
+                + " (same score and generator)",
+                "speed": ", ".join(f"{row[4]}" for row in score_sde["parity_rows"]) + " diffusers' speed",
+                "quality": (
+                    f"shipped DDPM via the ODE: {score_sde['bits_per_dim']:.2f} bits/dim on held-out digits "
+                    f"(best flow {best_flow:.2f})"
+                ),
+            },
+        ],
+        "tables": [
+            {
+                "title": (
+                    "Held-out bits/dim on MNIST-5k digits (uniform dequantization, lower is better): the shipped "
+                    "DDPM read as a VP score, through the probability-flow ODE, beside the flows topic's models"
+                ),
+                "columns": ["model", "held-out bits/dim", "digits", "how", "network calls"],
+                "rows": score_sde["likelihood_rows"],
+            },
+            {
+                "title": (
+                    f"The shipped UNet as a VP score, samplers at equal network calls ({score_sde['calls']}, what RK45 "
+                    f"took at tolerance {SDE_ODE_TOLERANCE:g}), {SDE_SAMPLES} samples each from one seed"
+                ),
+                "columns": ["sampler", "network calls", *QUALITY_COLUMNS],
+                "rows": score_sde["equal_rows"],
+            },
+            {
+                "title": f"Ours vs the diffusers loops, same score or weights and generator (median of {REPEATS})",
+                "columns": ["sampler", "steps", "ours", "diffusers", "ours speed / diffusers", "max difference"],
+                "rows": score_sde["parity_rows"],
+            },
+        ],
+        "images": [
+            {
+                "caption": (
+                    "The shipped UNet as a VP score at equal network calls: ODE, Euler-Maruyama, predictor-corrector, "
+                    "DDIM (one row each)"
+                ),
+                "path": "bench/results/diffusion_sde_samplers.png",
+            },
+        ],
+    }
+
+
+def run() -> dict:
+    result = sampler_results()
+    extension = extension_results(score_sde_results())
+    for key in ("summary", "tables", "images"):
+        result[key] += extension[key]
+    return result

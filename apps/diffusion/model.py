@@ -55,6 +55,9 @@ class UNetConfig:
     time_scale_shift: bool = False  # True: the time embedding scales and shifts the second norm
     mid_block_scale_factor: float = 1.0  # the middle block's residual sums are divided by this
     center_input_sample: bool = False  # True: inputs in [0, 1] are mapped to [-1, 1] first
+    # Class conditioning: a learned vector per label added to the time embedding (diffusers' num_class_embeds).
+    # For classifier-free guidance the last entry is the "no label" class, so 10 digits need 11.
+    num_class_embeds: int | None = None
 
     def __post_init__(self):
         self.block_out_channels = tuple(self.block_out_channels)
@@ -67,6 +70,10 @@ class UNetConfig:
         unknown += [name for name in self.up_block_types if name not in UP_BLOCK_TYPES]
         if unknown:
             raise ValueError(f"unsupported block types {unknown}; this UNet builds {DOWN_BLOCK_TYPES + UP_BLOCK_TYPES}")
+        if self.num_class_embeds is not None and self.num_class_embeds < 2:
+            raise ValueError(
+                f"num_class_embeds must be at least 2 (classes plus 'no label'), not {self.num_class_embeds}"
+            )
         if any(channels % self.norm_num_groups for channels in self.block_out_channels):
             raise ValueError(
                 f"every entry of block_out_channels must be divisible by norm_num_groups={self.norm_num_groups}"
@@ -220,6 +227,8 @@ class UNet(nn.Module):
         levels = len(channels)
         self.conv_in = nn.Conv2d(config.in_channels, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(channels[0], config.time_embedding_dim)
+        if config.num_class_embeds is not None:
+            self.class_embedding = nn.Embedding(config.num_class_embeds, config.time_embedding_dim)
         self.down_blocks = nn.ModuleList(
             DownBlock(
                 channels[max(level - 1, 0)],
@@ -248,8 +257,18 @@ class UNet(nn.Module):
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, channels[0], eps=config.norm_eps)
         self.conv_out = nn.Conv2d(channels[0], config.out_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int) -> torch.Tensor:
-        """x: (B, C, H, W); timesteps: (B,), a scalar tensor or an int. Returns (B, C_out, H, W)."""
+    @property
+    def null_label(self) -> int | None:
+        """The "no label" class of a class-conditional UNet (the last embedding), None for an unconditional one."""
+        return None if self.config.num_class_embeds is None else self.config.num_class_embeds - 1
+
+    def forward(
+        self, x: torch.Tensor, timesteps: torch.Tensor | int, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: (B, C, H, W); timesteps: (B,), a scalar tensor or an int; class_labels: (B,) integers, needed
+        exactly when the UNet is class-conditional. Returns (B, C_out, H, W)."""
+        if (class_labels is None) != (self.null_label is None):
+            raise ValueError("class_labels are needed by a class-conditional UNet and refused by an unconditional one")
         if self.config.center_input_sample:
             x = 2 * x - 1
         timesteps = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])  # (B,)
@@ -257,6 +276,8 @@ class UNet(nn.Module):
             timesteps, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift
         )
         time_embedding = self.time_embedding(time_embedding.to(x.dtype))  # (B, 4 * C0)
+        if class_labels is not None:
+            time_embedding = time_embedding + self.class_embedding(class_labels).to(x.dtype)  # (B, 4 * C0)
 
         x = self.conv_in(x)
         skips = [x]
@@ -328,12 +349,26 @@ class NoiseSchedule:
 
 
 def diffusion_loss(
-    model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch.Generator | None = None
+    model: UNet,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    generator: torch.Generator | None = None,
+    class_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_simple (eq. 14): || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2, t uniform."""
+    """L_simple (eq. 14): || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2, t uniform.
+    A class-conditional UNet also gets the labels (B,) of x0."""
     timesteps = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
-    return F.mse_loss(model(schedule.add_noise(x0, noise, timesteps), timesteps), noise)
+    return F.mse_loss(model(schedule.add_noise(x0, noise, timesteps), timesteps, class_labels), noise)
+
+
+def drop_labels(
+    class_labels: torch.Tensor, null_label: int, share: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Replace a random `share` of the labels (B,) by the "no label" class, so that one network learns both
+    eps(x_t, c) and eps(x_t, no label), as classifier-free guidance needs (Ho & Salimans 2021, Algorithm 1)."""
+    dropped = torch.rand(class_labels.shape, generator=generator, device=class_labels.device) < share
+    return torch.where(dropped, null_label, class_labels)
 
 
 # --- Sampling ----------------------------------------------------------------------------------------
@@ -415,6 +450,27 @@ def ddim_step(
     return x_previous, x0
 
 
+def guided_noise(
+    model: UNet, x_t: torch.Tensor, timestep: int, class_labels: torch.Tensor | None, guidance: float
+) -> torch.Tensor:
+    """The noise prediction a sampler uses. Unconditional: eps(x_t, t). With class labels and guidance w,
+    classifier-free guidance (Ho & Salimans 2021, eq. 6):
+
+        eps~ = (1 + w) eps(x_t, t, c) - w eps(x_t, t, no label)
+
+    w = 0 is the plain conditional model; larger w pushes samples towards what distinguishes class c,
+    trading variety for fidelity. Both predictions come from one batch of 2B."""
+    timestep = torch.tensor(timestep, device=x_t.device)
+    if class_labels is None:
+        return model(x_t, timestep)
+    if guidance == 0:
+        return model(x_t, timestep, class_labels)
+    unlabelled = torch.full_like(class_labels, model.null_label)
+    both = model(torch.cat([x_t, x_t]), timestep, torch.cat([class_labels, unlabelled]))  # (2B, C, H, W)
+    conditional, unconditional = both.chunk(2)
+    return (1 + guidance) * conditional - guidance * unconditional
+
+
 # Called after each step with (step index, timestep, x_t after the step, x_0 estimate).
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
@@ -429,19 +485,24 @@ def sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     on_step: StepCallback | None = None,
+    class_labels: torch.Tensor | None = None,
+    guidance: float = 0.0,
 ) -> torch.Tensor:
     """Denoise `noise` (x_T, (B, C, H, W)) into images in [0, 1]. `generator` draws the noise DDPM (and
     DDIM with eta > 0) adds at each step; draw `noise` from the same generator first to reproduce a
-    diffusers pipeline run exactly."""
+    diffusers pipeline run exactly. A class-conditional UNet takes `class_labels` (B,) and the
+    classifier-free guidance scale `guidance` (w >= 0, see guided_noise)."""
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', not {sampler!r}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be between 0 (deterministic DDIM) and 1 (DDPM-like noise), not {eta}")
+    if guidance < 0:
+        raise ValueError(f"the guidance scale must be 0 (no guidance) or more, not {guidance}")
     timesteps = schedule.inference_timesteps(num_steps)
     x = noise
     for index, timestep in enumerate(timesteps):
         previous_timestep = timesteps[index + 1] if index + 1 < len(timesteps) else -1
-        predicted_noise = model(x, torch.tensor(timestep, device=x.device))
+        predicted_noise = guided_noise(model, x, timestep, class_labels, guidance)
         if sampler == "ddpm":
             x, x0 = ddpm_step(schedule, x, predicted_noise, timestep, previous_timestep, generator)
         else:

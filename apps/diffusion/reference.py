@@ -5,7 +5,12 @@ The bridge between our UNet and noise schedule (model.py) and diffusers' `UNet2D
 Our modules carry diffusers' parameter names (conv_in, time_embedding.linear_1, down_blocks.0.resnets.0.conv1,
 ..., to_out.0, conv_out), so weights copy by name with no reshaping. What must be checked is the
 config: UNet2DModel has options our UNet does not build (Fourier time embeddings, skip blocks, class
-labels); those are refused with a clear message rather than loaded wrongly.
+labels through a timestep or identity embedding); those are refused with a clear message rather than
+loaded wrongly. Class labels through a learned table (`num_class_embeds`) map to ours.
+
+`diffusers_pc_sample` runs diffusers' score-SDE schedulers on our score functions (the twin of sde.pc_sample).
+`guided_ddim_loop` is classifier-free guidance written the way diffusers' pipelines write it, around
+`UNet2DModel` and `DDIMScheduler`: the twin of our `sample(..., class_labels, guidance)`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from apps.diffusion.model import ScheduleConfig, UNet, UNetConfig
+from apps.diffusion.sde import SDE, VESDE, ScoreFunction
 from shared.checkpoint import resolve_folder
 
 # UNet2DModel options -> the value our UNet implements (anything else is refused).
@@ -28,7 +34,6 @@ FIXED_OPTIONS = {
     "downsample_type": "conv",
     "upsample_type": "conv",
     "class_embed_type": None,
-    "num_class_embeds": None,
     "time_embedding_dim": None,
 }
 DIFFUSERS_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -66,6 +71,7 @@ def unet_config_from_diffusers(hf_config) -> UNetConfig:
         time_scale_shift=hf_config.get("resnet_time_scale_shift", "default") == "scale_shift",
         mid_block_scale_factor=hf_config["mid_block_scale_factor"],
         center_input_sample=hf_config["center_input_sample"],
+        num_class_embeds=hf_config.get("num_class_embeds"),
     )
 
 
@@ -89,6 +95,7 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict:
         resnet_time_scale_shift="scale_shift" if config.time_scale_shift else "default",
         mid_block_scale_factor=config.mid_block_scale_factor,
         center_input_sample=config.center_input_sample,
+        num_class_embeds=config.num_class_embeds,
         **FIXED_OPTIONS,
     )
 
@@ -155,6 +162,34 @@ def schedule_to_diffusers(config: ScheduleConfig, sampler: str) -> DDPMScheduler
     return DDIMScheduler(**options)
 
 
+@torch.no_grad()
+def guided_ddim_loop(
+    unet2d: UNet2DModel,
+    schedule_config: ScheduleConfig,
+    noise: torch.Tensor,
+    class_labels: torch.Tensor,
+    guidance: float,
+    num_steps: int,
+) -> torch.Tensor:
+    """Class-conditional DDIM (eta = 0) with classifier-free guidance, as diffusers' pipelines write it
+    (e.g. DiTPipeline): eps = eps_uncond + s (eps_cond - eps_uncond) with s = 1 + w, where our guidance w
+    follows Ho & Salimans. The "no label" class is the last class embedding. Returns images in [0, 1]."""
+    scheduler = schedule_to_diffusers(schedule_config, "ddim")
+    scheduler.set_timesteps(num_steps)
+    unlabelled = torch.full_like(class_labels, unet2d.config.num_class_embeds - 1)
+    x = noise
+    for timestep in scheduler.timesteps:
+        if guidance == 0:
+            noise_prediction = unet2d(x, timestep, class_labels).sample
+        else:
+            conditional, unconditional = unet2d(
+                torch.cat([x, x]), timestep, torch.cat([class_labels, unlabelled])
+            ).sample.chunk(2)
+            noise_prediction = unconditional + (1 + guidance) * (conditional - unconditional)
+        x = scheduler.step(noise_prediction, timestep, x).prev_sample
+    return (x / 2 + 0.5).clamp(0, 1)
+
+
 def export_pipeline(model: UNet, schedule_config: ScheduleConfig, folder: str | os.PathLike) -> Path:
     """Write a diffusers DDPMPipeline folder (unet/ and scheduler/) that `DDPMPipeline.from_pretrained` loads."""
     from diffusers import DDPMPipeline
@@ -175,3 +210,54 @@ def load_diffusers_unet(name_or_path: str | os.PathLike) -> tuple[UNet, Schedule
         if scheduler_file.exists():
             return unet, schedule_config_from_diffusers(DDPMScheduler.from_pretrained(scheduler_file.parent).config)
     return unet, None
+
+
+def diffusers_pc_sample(
+    score_fn: ScoreFunction,
+    sde: SDE,
+    shape: tuple[int, ...],
+    steps: int,
+    generator: torch.Generator | None = None,
+    corrector_steps: int = 1,
+    snr: float = 0.16,
+) -> torch.Tensor:
+    """The twin of sde.pc_sample: the sampling loop of diffusers' ScoreSdeVePipeline around
+    `ScoreSdeVeScheduler.step_correct` / `step_pred` (Langevin corrector, reverse-diffusion predictor) for
+    the VE SDE, and `ScoreSdeVpScheduler.step_pred` (Euler-Maruyama, no corrector) for the VP SDE, on our
+    score function. Returns the last noise-free sample, as the pipeline does."""
+    from diffusers.schedulers import ScoreSdeVeScheduler, ScoreSdeVpScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    batch = shape[0]
+    if isinstance(sde, VESDE):
+        scheduler = ScoreSdeVeScheduler(
+            num_train_timesteps=steps,
+            snr=snr,
+            sigma_min=sde.sigma_min,
+            sigma_max=sde.sigma_max,
+            sampling_eps=sde.sampling_eps,
+            correct_steps=corrector_steps,
+        )
+        scheduler.set_timesteps(steps)
+        scheduler.set_sigmas(steps)
+        x = randn_tensor(shape, generator=generator) * scheduler.init_noise_sigma
+        for index, t in enumerate(scheduler.timesteps):
+            sigma = scheduler.sigmas[index] * torch.ones(batch)  # the network is told the noise level
+            for _ in range(scheduler.config.correct_steps):
+                x = scheduler.step_correct(score_fn(x, sigma), x, generator=generator).prev_sample
+            output = scheduler.step_pred(score_fn(x, sigma), t, x, generator=generator)
+            x, mean = output.prev_sample, output.prev_sample_mean
+        return mean
+    if corrector_steps:
+        raise ValueError("diffusers' ScoreSdeVpScheduler has no corrector: compare VP sampling with corrector_steps=0")
+    scheduler = ScoreSdeVpScheduler(
+        num_train_timesteps=steps, beta_min=sde.beta_min, beta_max=sde.beta_max, sampling_eps=sde.sampling_eps
+    )
+    scheduler.set_timesteps(steps)
+    x = randn_tensor(shape, generator=generator)
+    for t in scheduler.timesteps:
+        t = t * torch.ones(batch)
+        # step_pred takes a noise prediction eps and turns it into the score -eps / sigma(t)
+        _, std = sde.marginal(t)
+        x, mean = scheduler.step_pred(-std.reshape(-1, *([1] * (x.dim() - 1))) * score_fn(x, t), x, t, generator)
+    return mean

@@ -1,12 +1,22 @@
 """Diffusion tab: sampler, steps, eta, seed and image count -> digits from our sampler and from diffusers'
 DDPMPipeline / DDIMPipeline on the same weights and the same noise, the denoising trajectory, and what
-a digit classifier makes of our samples. UI only: the work is in side_by_side.py."""
+a digit classifier makes of our samples. Then the score-SDE view (predictor-corrector, Euler-Maruyama and
+the probability-flow ODE on a 2-D mixture with trajectories, and on digits) and the ODE likelihoods. UI only: the work is in
+side_by_side.py."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from apps.diffusion import MAX_IMAGES, SAMPLERS, SHIPPED
+from apps.diffusion import (
+    MAX_IMAGES,
+    MAX_MIXTURE_POINTS,
+    SAMPLERS,
+    SDE_DATA,
+    SDE_KINDS,
+    SDE_SAMPLERS,
+    SHIPPED,
+)
 from shared.device import gpu_task
 from shared.ui import (
     Slider,
@@ -21,10 +31,17 @@ from shared.ui import (
 )
 
 MODEL = "apps.diffusion.model:"
+SDE = "apps.diffusion.sde:"
 CODE_SHOWN = {
     "DDIM": (MODEL + "sample", MODEL + "ddim_step", MODEL + "predict_x0"),
     "DDPM": (MODEL + "sample", MODEL + "ddpm_step", MODEL + "predict_x0"),
+    "predictor-corrector": (SDE + "pc_sample", SDE + "langevin_step", SDE + "reverse_diffusion_step"),
+    "Euler-Maruyama": (SDE + "pc_sample", SDE + "euler_maruyama_step", SDE + "VPSDE.drift_and_diffusion"),
+    "probability-flow ODE": (SDE + "probability_flow_ode", SDE + "ode_drift"),
+    "likelihood": (SDE + "ode_log_likelihood", SDE + "divergence"),
 }
+# max |ours - diffusers' ScoreSde scheduler loop| on the same score and generator (pixels for digits)
+SDE_TOLERANCE = 1e-4
 # max |ours - diffusers| on [0, 1] pixels, same weights and noise: a quarter of one 8-bit grey level. Float
 # rounding (our channels-last convolutions sum in another order) grows over many deterministic DDIM steps.
 PIXEL_TOLERANCE = 1e-3
@@ -36,6 +53,24 @@ noise in MNIST digits (`python -m apps.diffusion.train`). **DDPM** removes it ov
 random steps; **DDIM** jumps through 20-50 of them, deterministically when eta = 0. The right column
 runs diffusers' `DDPMPipeline` / `DDIMPipeline` on **the same weights, starting noise and random
 generator**, so the two grids should match to rounding.
+"""
+
+SDE_INTRODUCTION = """
+### The same idea as a stochastic differential equation (`apps/diffusion/sde.py`)
+Noise is added continuously (**VE**: x_t = x_0 + sigma(t) z; **VP**: DDPM's chain in continuous time) and
+removed by the reverse-time SDE, which needs only the score of every noised density. **Predictor-corrector**
+takes a reverse-diffusion step then a Langevin step sized by the signal-to-noise ratio **snr**;
+**Euler-Maruyama** takes plain SDE steps; the **probability-flow ODE** has the same marginals with no noise
+(RK45 picks its own steps). On the 2-D mixture the score is exact (closed form), so every sampler should
+land on the blobs; on digits, the shipped DDPM network is read as a VP score, -eps / sigma_t. Where diffusers
+has a twin (VE predictor-corrector: `ScoreSdeVeScheduler`; VP Euler-Maruyama: `ScoreSdeVpScheduler`), it
+runs on the same score with the same generator.
+"""
+LIKELIHOOD_INTRODUCTION = """
+### Exact likelihoods through the probability-flow ODE
+Run the ODE from the data to the prior and add up the divergence of its drift (the instantaneous change of
+variables): log p(x) = log p_1(z) + integral of div. Hutchinson's trick estimates the divergence with one
+random probe per point; in 2-D it can also be computed exactly. The mixture's true density is known.
 """
 
 
@@ -107,6 +142,87 @@ def generate(sampler, steps, eta, seed, count, model_name, progress=gr.Progress(
     )
 
 
+def sde_figure(result, request, sbs):
+    """The mixture's density with our samples and a few trajectories, beside diffusers' samples when a
+    scheduler is our sampler's twin (else beside samples of the mixture itself)."""
+    import numpy as np
+
+    plt = pyplot()
+    axis_values, log_density = sbs.mixture_density_grid()
+    levels = sorted(log_density.max() - np.array([6.0, 4.0, 3.0, 2.0, 1.0, 0.5]))
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharex=True, sharey=True)
+    right_title = "diffusers ScoreSde scheduler loop (same score, same generator)"
+    right = result.reference
+    if right is None:
+        right, right_title = sbs.mixture().sample(request.count, None), "samples of the mixture itself"
+    for axis, points, title in (
+        (axes[0], result.samples, f"ours: {request.sde} {request.sampler}"),
+        (axes[1], right, right_title),
+    ):
+        axis.contour(axis_values, axis_values, log_density, levels=levels, colors="#999999", linewidths=0.6)
+        axis.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5, color="#4c72b0")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlim(axis_values[0], axis_values[-1])
+        axis.set_ylim(axis_values[0], axis_values[-1])
+        axis.set_aspect("equal")
+    if result.trajectories is not None:  # (frames, points, 2), from noise to data; drawn inside the frame only
+        paths = result.trajectories.numpy().copy()
+        paths[(np.abs(paths) > axis_values[-1]).any(-1)] = np.nan
+        for point in range(paths.shape[1]):
+            axes[0].plot(paths[:, point, 0], paths[:, point, 1], color="#dd8452", linewidth=0.6, alpha=0.7)
+            axes[0].scatter(paths[-1, point, 0], paths[-1, point, 1], s=14, color="#c44e52", zorder=3)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+@user_errors
+def sde_run(data, sde, sampler, steps, snr, seed, count, progress=gr.Progress()):
+    """The SDE panel: 6 outputs (notes, 2-D plot, our grid, diffusers' grid, badges, code)."""
+    from apps.diffusion import side_by_side as sbs
+
+    request = sbs.SDERequest(data, sde, sampler, steps, snr, seed, count)
+    request.validate(sbs.diffusion_model(SHIPPED) if request.on_digits else None)
+    result = sbs.run_sde(request, on_step=lambda index, total: progress((index + 1, total), desc="ours", unit="steps"))
+    difference = None if result.reference is None else (result.samples - result.reference).abs().max().item()
+    badges = comparison_badges(
+        result.seconds, result.reference_seconds, difference, SDE_TOLERANCE if difference is not None else None
+    )
+    badges += f"<div>{result.calls} network calls per batch ({request.sampler})</div>"
+    figure = ours_grid = reference_grid = None
+    if request.on_digits:
+        from shared.image_metric import image_quality
+
+        ours_grid = sbs.grid_of(sbs.Samples(result.samples, result.seconds))
+        if result.reference is not None:
+            reference_grid = sbs.grid_of(sbs.Samples(result.reference, result.reference_seconds))
+        badges += f"<div>{image_quality(result.samples).reading('our samples')}</div>"
+    else:
+        figure = sde_figure(result, request, sbs)
+    return notes_markdown(request.notes), figure, ours_grid, reference_grid, badges, source_of(*CODE_SHOWN[sampler])
+
+
+@user_errors
+def likelihood_run(points, seed, progress=gr.Progress()):
+    """The likelihood panel: the mixture's bits/dim exact and through the ODE, and the measured digit table."""
+    from apps.diffusion import side_by_side as sbs
+    from shared.results import markdown_table
+
+    progress(0.1, desc="solving the probability-flow ODE")
+    rows = sbs.mixture_likelihoods(points, seed)
+    columns = ["estimate", "bits/dim (ODE)", "bits/dim (exact)", "difference", "network calls", "time"]
+    text = "**The 2-D mixture** (mean over the points; the exact density is known in closed form)\n\n"
+    text += markdown_table(columns, rows)
+    measured = sbs.measured_digit_likelihoods()
+    if measured is None:
+        text += "\n\nRun `python -m bench diffusion` for the held-out digits' table."
+    else:
+        text += "\n\n**Held-out MNIST digits** (measured by `python -m bench diffusion`)\n\n" + markdown_table(
+            measured[0], measured[1:]
+        )
+    return text, source_of(*CODE_SHOWN["likelihood"])
+
+
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
     model_name = gr.State(SHIPPED)
@@ -142,6 +258,34 @@ def build_tab() -> None:
             chart = gr.Plot(
                 label="Our samples as a digit classifier reads them (a stand-in for Inception, which needs a download)"
             )
+    gr.Markdown(SDE_INTRODUCTION)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            sde_data = gr.Radio(list(SDE_DATA), value=SDE_DATA[0], label="Data")
+            sde_kind = gr.Radio(list(SDE_KINDS), value="VE", label="SDE (digits: VP, the DDPM's)")
+            sde_sampler = gr.Radio(list(SDE_SAMPLERS), value=SDE_SAMPLERS[0], label="Sampler")
+            sde_steps = Slider(1, 1000, value=100, step=1, label="Steps (the ODE picks its own)")
+            sde_snr = Slider(0.01, 1, value=0.16, step=0.01, label="snr of the Langevin corrector")
+            sde_count = Slider(2, MAX_MIXTURE_POINTS, value=500, step=1, label="Samples (digits: at most 64)")
+            sde_seed = WholeNumber(0, minimum=0, label="Seed (the same generator on both sides)")
+            sde_button = gr.Button("Run the SDE sampler", variant="primary")
+        with gr.Column(scale=3):
+            sde_notes = gr.Markdown()
+            sde_plot = gr.Plot(label="2-D mixture: samples, density contours, trajectories from noise (ours)")
+            with gr.Row():
+                sde_ours = gr.Image(label="Ours (digits)", type="numpy", interactive=False)
+                sde_reference = gr.Image(
+                    label="diffusers ScoreSde scheduler loop (digits)", type="numpy", interactive=False
+                )
+            sde_badges = gr.HTML()
+    gr.Markdown(LIKELIHOOD_INTRODUCTION)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            likelihood_points = Slider(1, 500, value=100, step=1, label="Mixture points")
+            likelihood_seed = WholeNumber(0, minimum=0, label="Seed")
+            likelihood_button = gr.Button("Compute the likelihoods")
+        with gr.Column(scale=3):
+            likelihood_table = gr.Markdown()
     code = code_panel(*CODE_SHOWN["DDIM"])
     generate_button.click(
         generate,
@@ -150,11 +294,25 @@ def build_tab() -> None:
         api_name="diffusion_sample",
     )
     load_button.click(load_model, inputs=[hub_name], outputs=[model_name, hub_status], api_name="diffusion_load")
+    sde_button.click(
+        sde_run,
+        inputs=[sde_data, sde_kind, sde_sampler, sde_steps, sde_snr, sde_seed, sde_count],
+        outputs=[sde_notes, sde_plot, sde_ours, sde_reference, sde_badges, code],
+        api_name="diffusion_sde",
+    )
+    likelihood_button.click(
+        likelihood_run,
+        inputs=[likelihood_points, likelihood_seed],
+        outputs=[likelihood_table, code],
+        api_name="diffusion_likelihood",
+    )
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
 API_EXAMPLES = {
     "diffusion_sample": ("DDIM", 5, 0.0, 0, 4),
     "diffusion_load": ("",),
+    "diffusion_sde": (SDE_DATA[0], "VE", SDE_SAMPLERS[0], 50, 0.16, 0, 200),
+    "diffusion_likelihood": (20, 0),
 }
 BROWSER_CHECK = {"button": "Generate", "expect_text": "max |difference|", "timeout_ms": 60_000}

@@ -85,3 +85,67 @@ def test_shipped_model_samples_look_like_digits_to_the_classifier():
     report = image_quality(ours.images)
     assert report.mean_confidence > 0.7 and report.classes_present >= 8
     assert torch.isfinite(ours.images).all()
+
+
+# --- Score SDEs and likelihoods ----------------------------------------------------
+
+MIXTURE, DIGITS_DATA = sbs.SDE_DATA
+PC, EM, ODE = sbs.SDE_SAMPLERS
+
+
+def test_sde_panel_matches_diffusers_on_the_mixture(client):
+    notes, plot, ours, reference, badges, code = client.predict(
+        MIXTURE, "VE", PC, 40, 0.16, 1, 300, api_name="/diffusion_sde"
+    )
+    assert plot is not None and ours is None and "max |difference|" in badges and "80 network calls" in badges
+    assert "def langevin_step" in code
+
+
+def test_sde_panel_says_when_diffusers_has_no_twin(client):
+    notes, plot, *_, badges, code = client.predict(MIXTURE, "VP", ODE, 10, 0.16, 0, 100, api_name="/diffusion_sde")
+    assert "runs on our side alone" in notes and "snr is the corrector's setting" in notes
+    assert "def probability_flow_ode" in code and "max |difference|" not in badges
+
+
+def test_sde_panel_samples_digits_with_the_vp_score(client):
+    notes, plot, ours, reference, badges, code = client.predict(
+        DIGITS_DATA, "VP", EM, 30, 0.16, 0, 2, api_name="/diffusion_sde"
+    )
+    assert ours and reference and "max |difference|" in badges and "digit classifier" in badges
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((DIGITS_DATA, "VE", PC, 20, 0.16, 0, 2), "choose the VP SDE"),
+        ((DIGITS_DATA, "VP", ODE, 20, 0.16, 0, 40), "at most 16 digits"),
+        ((DIGITS_DATA, "VP", PC, 1000, 0.16, 0, 64), "network calls"),
+        ((MIXTURE, "VE", PC, 0, 0.16, 0, 100), "less than minimum value 1"),
+        ((MIXTURE, "VE", PC, 10, 0.0, 0, 100), "less than minimum value 0.01"),
+        ((MIXTURE, "VE", PC, 10, 1.5, 0, 100), "greater than maximum value 1"),
+        ((MIXTURE, "VE", PC, 10.5, 0.16, 0, 100), "whole number"),
+        ((MIXTURE, "VE", PC, 10, 0.16, 0, 10**6), "greater than maximum value 2000"),
+        ((MIXTURE, "VE", "Heun", 10, 0.16, 0, 100), "not in the list of choices"),
+    ],
+)
+def test_sde_bad_input_gives_a_clear_message(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/diffusion_sde")
+
+
+def test_likelihood_table_puts_the_ode_next_to_the_exact_density(client):
+    table, code = client.predict(30, 2, api_name="/diffusion_likelihood")
+    assert table.count("ODE, exact divergence") == 2 and "Hutchinson" in table
+    assert "def ode_log_likelihood" in code
+    for row in table.splitlines():
+        if "exact divergence" in row:
+            assert abs(float(row.split("|")[4])) < 0.02  # the difference column, bits/dim
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [((0, 0), "less than minimum value 1"), ((10**4, 0), "greater than maximum value 500"), ((2.5, 0), "whole number")],
+)
+def test_likelihood_bad_input_gives_a_clear_message(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/diffusion_likelihood")

@@ -53,3 +53,21 @@ def test_shipped_checkpoint_is_small_and_matches_its_report():
     model = load_model(UNet, UNetConfig, folder)
     assert sum(p.numel() for p in model.parameters()) == report["parameters"]
     assert report["ddim20_quality"]["classes present"] == "10/10"
+
+
+def test_conditional_training_starts_from_the_unconditional_checkpoint(tmp_path):
+    """With the class embedding at zero and no update (learning rate 0), every label gives the unconditional
+    model's prediction; the report says how often each requested digit is read."""
+    common = ["--tiny", "--batch-size", "4", "--mixed-precision", "no"]
+    train.main([*common, "--steps", "2", "--samples", "2", "--out", str(tmp_path / "plain")])
+    report = train.main(
+        [*common, "--conditional", "--init", str(tmp_path / "plain"), "--steps", "1", "--learning-rate", "0"]
+        + ["--samples", "10", "--out", str(tmp_path / "conditional")]
+    )
+    plain = load_model(UNet, UNetConfig, tmp_path / "plain")
+    conditional = load_model(UNet, UNetConfig, tmp_path / "conditional")
+    assert conditional.config.num_class_embeds == 11 and len(report["requested_digit_read"]) == 10
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = plain(x, 500)
+        assert (conditional(x, 500, torch.tensor([0, 7, 10])) - expected).abs().max().item() < 1e-3  # fp16 storage
