@@ -11,7 +11,11 @@
 - score SDEs: the shipped UNet read as a VP score (score = -eps / sigma_t) sampled by predictor-corrector,
   Euler-Maruyama and the probability-flow ODE (RK45) at equal network calls, with DDIM (the ODE's Euler
   step) beside them; its held-out bits/dim through the ODE next to the flows' (bench/results/flow.json);
-  ours vs diffusers' ScoreSdeVe/VpScheduler loops on the same scores and generators.
+  ours vs diffusers' ScoreSdeVe/VpScheduler loops on the same scores and generators;
+- guidance: the class-conditional UNet (checkpoints/diffusion/conditional/) with classifier-free guidance,
+  guided DDIM-20 for every digit as w goes from 0 to 5: how often the digit classifier reads the requested
+  digit (overall and for the worst digit) and the FD of the samples (a curve), and ours vs a diffusers loop
+  on the same weights and noise.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ LIKELIHOOD_DIGITS = 100  # held-out digits scored through the ODE (each RK45 cal
 LIKELIHOOD_TOLERANCE = 1e-4  # RK45 rtol = atol for the likelihood
 SDE_SAMPLES = 200
 SDE_ODE_TOLERANCE = 1e-3  # RK45 rtol = atol for sampling; its call count sets the other samplers' budget
+GUIDANCE_SCALES = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+GUIDED_PER_DIGIT = 20  # samples of each digit per guidance scale (200 in all)
 QUALITY_COLUMNS = [
     "samples",
     "FD",
@@ -378,9 +384,114 @@ def extension_results(score_sde: dict) -> dict:
     }
 
 
+def guidance_results() -> dict:
+    """The guidance curve of the class-conditional UNet and its parity with a diffusers loop."""
+    from apps.diffusion import DEFAULT_GUIDANCE
+    from apps.diffusion.reference import guided_ddim_loop
+    from shared.image_metric import default_metric
+    from shared.ui import pyplot
+
+    model = sbs.conditional_model()
+    size = model.unet.config.sample_size
+    requested = torch.arange(10).repeat_interleave(GUIDED_PER_DIGIT)  # (200,)
+    noise = torch.randn(len(requested), 1, size, size, generator=torch.Generator().manual_seed(SEED))
+    rows, curve, grids = [], [], []
+    for guidance in GUIDANCE_SCALES:
+        started = time.perf_counter()
+        images = sample(model.unet, model.schedule, noise, "ddim", 20, class_labels=requested, guidance=guidance)
+        seconds = time.perf_counter() - started
+        read = torch.as_tensor(default_metric().embed(images)[1].argmax(axis=1))
+        per_digit = [(read[requested == digit] == digit).float().mean().item() for digit in range(10)]
+        report = image_quality(images)
+        overall = sum(per_digit) / 10
+        curve.append((guidance, overall, min(per_digit), report.frechet_distance))
+        rows.append(
+            [
+                guidance,
+                f"{overall:.1%}",
+                f"{min(per_digit):.0%} (digit {per_digit.index(min(per_digit))})",
+                round(report.frechet_distance, 1),
+                round(report.real_frechet_distance, 1),
+                f"{seconds / len(images) * 1000:.0f} ms",
+            ]
+        )
+        grids.append(images.view(10, GUIDED_PER_DIGIT, 1, size, size)[:, :8].reshape(80, 1, size, size))
+    grid_path, curve_path = RESULTS / "diffusion_guided.png", RESULTS / "diffusion_guidance_curve.png"
+    default_index = GUIDANCE_SCALES.index(DEFAULT_GUIDANCE)
+    save_grid(grids[default_index], grid_path, columns=8, scale=2)
+    plt = pyplot()
+    figure, left = plt.subplots(figsize=(6, 3.5))
+    scales = [point[0] for point in curve]
+    left.plot(scales, [point[1] for point in curve], "o-", label="read as requested (all digits)")
+    left.plot(scales, [point[2] for point in curve], "s--", label="read as requested (worst digit)")
+    left.set_xlabel("guidance w")
+    left.set_ylabel("share read as the requested digit")
+    left.set_ylim(0, 1.02)
+    right = left.twinx()
+    right.plot(scales, [point[3] for point in curve], "^:", color="tab:red", label="FD (right axis)")
+    right.set_ylabel("FD of the samples")
+    figure.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(curve_path, dpi=120)
+    plt.close(figure)
+
+    labels = torch.tensor([7, 7, 3, 3])
+    start_noise = noise[:4]
+    ours_times, reference_times = [], []
+    reference_unet = sbs.conditional_reference_unet()
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        ours = sample(
+            model.unet, model.schedule, start_noise, "ddim", 20, class_labels=labels, guidance=DEFAULT_GUIDANCE
+        )
+        ours_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        with torch.no_grad():
+            theirs = guided_ddim_loop(reference_unet, model.schedule.config, start_noise, labels, DEFAULT_GUIDANCE, 20)
+        reference_times.append(time.perf_counter() - started)
+    difference = (ours - theirs).abs().max().item()
+    ratio = statistics.median(reference_times) / statistics.median(ours_times)
+    at_default = curve[default_index]
+    return {
+        "summary": [
+            {
+                "model": "class-conditional UNet, classifier-free guided DDIM (ours)",
+                "reference": "diffusers UNet2DModel (num_class_embeds) in a guided DDIM loop",
+                "parity": f"max pixel difference {difference:.1e} (same weights, noise, w = {DEFAULT_GUIDANCE:g})",
+                "speed": f"{ratio:.2f}x the diffusers loop's speed",
+                "quality": (
+                    f"at w = {DEFAULT_GUIDANCE:g} the classifier reads the requested digit in {at_default[1]:.1%} "
+                    f"of samples (worst digit {at_default[2]:.0%}); FD {at_default[3]:.1f}"
+                ),
+            }
+        ],
+        "tables": [
+            {
+                "title": (
+                    f"Digits on request: guided DDIM-20 from the class-conditional UNet, {GUIDED_PER_DIGIT} samples "
+                    "of each digit per guidance scale w (the same noise for every w); how often the digit "
+                    "classifier reads the requested digit, and the FD of the 200 samples"
+                ),
+                "columns": ["w", "read as requested", "worst digit", "FD", "real digits' FD", "time per image (ours)"],
+                "rows": rows,
+            },
+        ],
+        "images": [
+            {
+                "caption": "Guidance curve: share read as the requested digit (all, worst) and FD against w",
+                "path": f"bench/results/{curve_path.name}",
+            },
+            {
+                "caption": f"Digits on request at w = {DEFAULT_GUIDANCE:g}: each row asks for one digit, 0 to 9",
+                "path": f"bench/results/{grid_path.name}",
+            },
+        ],
+    }
+
+
 def run() -> dict:
     result = sampler_results()
-    extension = extension_results(score_sde_results())
-    for key in ("summary", "tables", "images"):
-        result[key] += extension[key]
+    for extension in (extension_results(score_sde_results()), guidance_results()):
+        for key in ("summary", "tables", "images"):
+            result[key] += extension[key]
     return result

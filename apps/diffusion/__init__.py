@@ -8,3 +8,5 @@ SDE_DATA = ("2-D mixture", "digits (the shipped DDPM as a VP score)")
 SDE_KINDS = ("VE", "VP")
 SDE_SAMPLERS = ("predictor-corrector", "Euler-Maruyama", "probability-flow ODE")
 MAX_MIXTURE_POINTS = 2000
+MAX_GUIDANCE = 5.0  # w of classifier-free guidance the guided panel accepts
+DEFAULT_GUIDANCE = 0.25  # the w the conditional checkpoint's report and the panel start from (bench: the best w)

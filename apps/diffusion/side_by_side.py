@@ -1,7 +1,9 @@
 """The diffusion tab's engine: our sampler and diffusers' DDPMPipeline / DDIMPipeline on the same UNet
 weights, from the same starting noise and the same random generator; the score-SDE samplers on the 2-D
 mixture and on the shipped UNet read as a VP score, beside diffusers' ScoreSde schedulers where they have a
-twin; and the probability-flow likelihoods. No Gradio here; bad input raises ValueError with a message for the user."""
+twin; the probability-flow likelihoods; and digits on request from the class-conditional UNet with
+classifier-free guidance, beside a diffusers loop on the same weights. No Gradio here; bad input raises
+ValueError with a message for the user."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from apps.diffusion import (
+    MAX_GUIDANCE,
     MAX_IMAGES,
     MAX_MIXTURE_POINTS,
     SAMPLERS,
@@ -27,6 +30,7 @@ from apps.diffusion import (
 from apps.diffusion.model import NoiseSchedule, ScheduleConfig, UNet, UNetConfig, sample
 from apps.diffusion.reference import (
     diffusers_pc_sample,
+    guided_ddim_loop,
     load_diffusers_unet,
     schedule_to_diffusers,
     unet_to_diffusers,
@@ -409,3 +413,92 @@ def mixture_density_grid(size: int = 150, extent: float = 3.2) -> tuple[np.ndarr
     axis = torch.linspace(-extent, extent, size)
     points = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2)
     return axis.numpy(), mixture().log_prob(points).reshape(size, size).numpy()
+
+
+CONDITIONAL_DIR = CHECKPOINT_DIR / "conditional"
+
+
+@functools.lru_cache(maxsize=1)
+def conditional_model() -> DiffusionModel:
+    """The shipped class-conditional UNet (labels 0-9 and a last "no label" class)."""
+    if not (CONDITIONAL_DIR / "model.safetensors").exists():
+        raise ValueError(
+            f"The class-conditional checkpoint is missing from {CONDITIONAL_DIR}; create it with "
+            f"`{TRAIN_COMMAND} --conditional --init none`."
+        )
+    return diffusion_model(str(CONDITIONAL_DIR))
+
+
+@functools.lru_cache(maxsize=1)
+def conditional_reference_unet():
+    """diffusers' UNet2DModel holding the conditional UNet's weights."""
+    return unet_to_diffusers(conditional_model().unet).eval()
+
+
+@dataclass
+class GuidedRequest:
+    digit: int
+    guidance: float
+    steps: int
+    count: int
+    seed: int
+
+    def validate(self, model: DiffusionModel) -> None:
+        if self.digit not in range(10):
+            raise ValueError(f"Ask for a digit from 0 to 9; got {self.digit}.")
+        if self.guidance is None or not 0.0 <= self.guidance <= MAX_GUIDANCE:
+            raise ValueError(
+                f"The guidance scale w must be from 0 (the conditional model alone) to {MAX_GUIDANCE:g}; got {self.guidance}."
+            )
+        total = model.schedule.num_train_timesteps
+        if self.steps is None or not 1 <= self.steps <= total:
+            raise ValueError(f"Steps must be a whole number from 1 to {total}; got {self.steps}.")
+        if self.count is None or not 1 <= self.count <= MAX_IMAGES:
+            raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {self.count}.")
+        calls = self.count * self.steps * (2 if self.guidance > 0 else 1)  # guidance runs the UNet twice
+        if calls > model.evaluation_budget:
+            raise ValueError(
+                f"{self.count} images x {self.steps} steps{' x 2 (guidance)' if self.guidance > 0 else ''} = {calls:,} "
+                f"network calls per side, more than this CPU answers quickly ({model.evaluation_budget:,}). "
+                "Use fewer images or steps."
+            )
+        if self.seed is None or not 0 <= self.seed < 2**63:
+            raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {self.seed}.")
+
+
+@dataclass
+class GuidedResult:
+    ours: Samples
+    reference: Samples
+    read_as_requested: float  # share of our samples the digit classifier reads as the requested digit
+
+
+def run_guided(request: GuidedRequest, on_step=None) -> GuidedResult:
+    """DDIM (eta = 0) with classifier-free guidance: ours and diffusers' loop from the same starting noise."""
+    from shared.image_metric import default_metric
+
+    model = conditional_model()
+    request.validate(model)
+    size = model.unet.config.sample_size
+    noise = torch.randn(request.count, 1, size, size, generator=torch.Generator().manual_seed(request.seed))
+    labels = torch.full((request.count,), request.digit)
+
+    def progress(index: int, *_) -> None:
+        if on_step is not None:
+            on_step(index, request.steps)
+
+    start = time.perf_counter()
+    ours = sample(
+        model.unet, model.schedule, noise, "ddim", request.steps, 0.0, None, progress, labels, request.guidance
+    )
+    ours_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        theirs = guided_ddim_loop(
+            conditional_reference_unet(), model.schedule.config, noise, labels, request.guidance, request.steps
+        )
+    reference_seconds = time.perf_counter() - start
+    read = default_metric().embed(ours)[1].argmax(axis=1)
+    return GuidedResult(
+        Samples(ours, ours_seconds), Samples(theirs, reference_seconds), float((read == request.digit).mean())
+    )

@@ -1,14 +1,16 @@
 """Diffusion tab: sampler, steps, eta, seed and image count -> digits from our sampler and from diffusers'
 DDPMPipeline / DDIMPipeline on the same weights and the same noise, the denoising trajectory, and what
 a digit classifier makes of our samples. Then the score-SDE view (predictor-corrector, Euler-Maruyama and
-the probability-flow ODE on a 2-D mixture with trajectories, and on digits) and the ODE likelihoods. UI only: the work is in
-side_by_side.py."""
+the probability-flow ODE on a 2-D mixture with trajectories, and on digits), the ODE likelihoods, and digits
+on request (class-conditional UNet, classifier-free guidance). UI only: the work is in side_by_side.py."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from apps.diffusion import (
+    DEFAULT_GUIDANCE,
+    MAX_GUIDANCE,
     MAX_IMAGES,
     MAX_MIXTURE_POINTS,
     SAMPLERS,
@@ -39,6 +41,7 @@ CODE_SHOWN = {
     "Euler-Maruyama": (SDE + "pc_sample", SDE + "euler_maruyama_step", SDE + "VPSDE.drift_and_diffusion"),
     "probability-flow ODE": (SDE + "probability_flow_ode", SDE + "ode_drift"),
     "likelihood": (SDE + "ode_log_likelihood", SDE + "divergence"),
+    "guided": (MODEL + "guided_noise", MODEL + "sample", "apps.diffusion.reference:guided_ddim_loop"),
 }
 # max |ours - diffusers' ScoreSde scheduler loop| on the same score and generator (pixels for digits)
 SDE_TOLERANCE = 1e-4
@@ -223,6 +226,34 @@ def likelihood_run(points, seed, progress=gr.Progress()):
     return text, source_of(*CODE_SHOWN["likelihood"])
 
 
+GUIDED_INTRODUCTION = """
+### Digits on request: classifier-free guidance
+A second UNet learned with the digit's label as an input, and with the label dropped (a "no label" class)
+for one example in ten. Sampling mixes its two predictions: eps = (1 + w) eps(x, digit) - w eps(x, no label)
+(Ho & Salimans). w = 0 is the conditional model alone; larger w pushes harder towards the asked digit and
+away from variety. The right side runs the same guided DDIM as diffusers' pipelines write it, on a
+`UNet2DModel` holding the same weights, from the same noise.
+"""
+
+
+@user_errors
+def guided_run(digit, guidance, steps, seed, count, progress=gr.Progress()):
+    """The guided panel: 4 outputs (our grid, diffusers' grid, badges, code)."""
+    from apps.diffusion import side_by_side as sbs
+
+    request = sbs.GuidedRequest(int(digit), float(guidance), steps, count, seed)
+    result = sbs.run_guided(
+        request, on_step=lambda index, total: progress((index + 1, total), desc="ours", unit="steps")
+    )
+    difference = (result.ours.images - result.reference.images).abs().max().item()
+    badges = comparison_badges(result.ours.seconds, result.reference.seconds, difference, PIXEL_TOLERANCE)
+    badges += (
+        f"<div>The digit classifier reads <b>{result.read_as_requested:.0%}</b> of our samples as a "
+        f"{request.digit} (w = {request.guidance:g}).</div>"
+    )
+    return sbs.grid_of(result.ours), sbs.grid_of(result.reference), badges, source_of(*CODE_SHOWN["guided"])
+
+
 def build_tab() -> None:
     gr.Markdown(INTRODUCTION)
     model_name = gr.State(SHIPPED)
@@ -286,6 +317,24 @@ def build_tab() -> None:
             likelihood_button = gr.Button("Compute the likelihoods")
         with gr.Column(scale=3):
             likelihood_table = gr.Markdown()
+    gr.Markdown(GUIDED_INTRODUCTION)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            guided_digit = Slider(0, 9, value=7, step=1, label="Draw me a...")
+            guidance = Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.25, label="Guidance w")
+            guided_steps = Slider(1, 100, value=20, step=1, label="DDIM steps")
+            guided_count = Slider(1, MAX_IMAGES, value=16, step=1, label="Images")
+            guided_seed = WholeNumber(0, minimum=0, label="Seed (the same noise on both sides)")
+            guided_button = gr.Button("Draw the digit", variant="primary")
+        with gr.Column(scale=3):
+            with gr.Row():
+                guided_ours = gr.Image(label="Ours (guided DDIM)", type="numpy", interactive=False)
+                guided_reference = gr.Image(
+                    label="diffusers UNet2DModel, guided DDIM loop (same weights and noise)",
+                    type="numpy",
+                    interactive=False,
+                )
+            guided_badges = gr.HTML()
     code = code_panel(*CODE_SHOWN["DDIM"])
     generate_button.click(
         generate,
@@ -306,6 +355,12 @@ def build_tab() -> None:
         outputs=[likelihood_table, code],
         api_name="diffusion_likelihood",
     )
+    guided_button.click(
+        guided_run,
+        inputs=[guided_digit, guidance, guided_steps, guided_seed, guided_count],
+        outputs=[guided_ours, guided_reference, guided_badges, code],
+        api_name="diffusion_guided",
+    )
 
 
 # For the tests: example arguments of every event, and what the browser test presses and expects.
@@ -314,5 +369,6 @@ API_EXAMPLES = {
     "diffusion_load": ("",),
     "diffusion_sde": (SDE_DATA[0], "VE", SDE_SAMPLERS[0], 50, 0.16, 0, 200),
     "diffusion_likelihood": (20, 0),
+    "diffusion_guided": (7, DEFAULT_GUIDANCE, 5, 0, 2),
 }
 BROWSER_CHECK = {"button": "Generate", "expect_text": "max |difference|", "timeout_ms": 60_000}

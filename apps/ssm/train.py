@@ -35,7 +35,7 @@ TRAIN_COMMAND = "python -m apps.ssm.train"
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder")
-    parser.add_argument("--steps", type=int, default=170)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--d-model", type=int, default=256)

@@ -71,3 +71,19 @@ def test_conditional_training_starts_from_the_unconditional_checkpoint(tmp_path)
     with torch.no_grad():
         expected = plain(x, 500)
         assert (conditional(x, 500, torch.tensor([0, 7, 10])) - expected).abs().max().item() < 1e-3  # fp16 storage
+
+
+def test_conditional_training_from_scratch_writes_its_report(tmp_path):
+    common = ["--tiny", "--batch-size", "4", "--mixed-precision", "no", "--steps", "1", "--samples", "10"]
+    report = train.main([*common, "--conditional", "--out", str(tmp_path / "scratch")])
+    assert report["initialised_from"] == "scratch" and len(report["requested_digit_read"]) == 10
+    assert (tmp_path / "scratch" / "training_report.json").exists()
+
+
+def test_shipped_conditional_checkpoint_matches_its_report():
+    folder = train.CHECKPOINT_DIR / "conditional"
+    report = json.loads((folder / "training_report.json").read_text())
+    model = load_model(UNet, UNetConfig, folder)
+    assert model.config.num_class_embeds == 11 and sum(p.numel() for p in model.parameters()) == report["parameters"]
+    assert report["initialised_from"] == "scratch" and report["ddim20_quality"]["classes present"] == "10/10"
+    assert sum(report["requested_digit_read"]) / 10 > 0.9  # the requested digit, far above chance (0.1)
