@@ -111,6 +111,19 @@ def reference_pipelines(name: str):
     return pipelines
 
 
+def check_images_and_seed(count: int, calls_per_image: int, seed: int, model: DiffusionModel, advice: str) -> None:
+    """The checks every sampling request shares: the image count, the network calls per side, the seed."""
+    if count is None or not 1 <= count <= MAX_IMAGES:
+        raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {count}.")
+    if count * calls_per_image > model.evaluation_budget:
+        raise ValueError(
+            f"{count} images x {calls_per_image} network calls = {count * calls_per_image:,} network calls per side, "
+            f"more than this CPU answers quickly ({model.evaluation_budget:,}). {advice}"
+        )
+    if seed is None or not 0 <= seed < 2**63:
+        raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {seed}.")
+
+
 @dataclass
 class SamplingRequest:
     sampler: str
@@ -132,16 +145,9 @@ class SamplingRequest:
             raise ValueError(
                 f"eta must be between 0 (deterministic DDIM) and 1 (as much noise as DDPM); got {self.eta}."
             )
-        if self.count is None or not 1 <= self.count <= MAX_IMAGES:
-            raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {self.count}.")
-        if self.count * self.steps > model.evaluation_budget:
-            raise ValueError(
-                f"{self.count} images x {self.steps} steps = {self.count * self.steps:,} network calls per side, more than this "
-                f"CPU answers quickly ({model.evaluation_budget:,}). Use fewer images or steps (DDIM with 20-50 "
-                "steps looks as good)."
-            )
-        if self.seed is None or not 0 <= self.seed < 2**63:
-            raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {self.seed}.")
+        check_images_and_seed(
+            self.count, self.steps, self.seed, model, "Use fewer images or steps (DDIM with 20-50 steps looks as good)."
+        )
         if self.sampler == "DDPM" and self.eta != 0:
             self.notes.append("eta is a DDIM setting; DDPM always adds the posterior's noise, so it was ignored.")
 
@@ -453,17 +459,10 @@ class GuidedRequest:
         total = model.schedule.num_train_timesteps
         if self.steps is None or not 1 <= self.steps <= total:
             raise ValueError(f"Steps must be a whole number from 1 to {total}; got {self.steps}.")
-        if self.count is None or not 1 <= self.count <= MAX_IMAGES:
-            raise ValueError(f"The number of images must be from 1 to {MAX_IMAGES}; got {self.count}.")
-        calls = self.count * self.steps * (2 if self.guidance > 0 else 1)  # guidance runs the UNet twice
-        if calls > model.evaluation_budget:
-            raise ValueError(
-                f"{self.count} images x {self.steps} steps{' x 2 (guidance)' if self.guidance > 0 else ''} = {calls:,} "
-                f"network calls per side, more than this CPU answers quickly ({model.evaluation_budget:,}). "
-                "Use fewer images or steps."
-            )
-        if self.seed is None or not 0 <= self.seed < 2**63:
-            raise ValueError(f"The seed must be a whole number from 0 to 2^63 - 1; got {self.seed}.")
+        calls_per_image = self.steps * (2 if self.guidance > 0 else 1)  # guidance runs the UNet twice per step
+        check_images_and_seed(
+            self.count, calls_per_image, self.seed, model, "Use fewer images or steps (guidance doubles the calls)."
+        )
 
 
 @dataclass
