@@ -74,8 +74,9 @@ class AutoregressiveModel(nn.Module):
         return torch.arange(self.dims)
 
     def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, *data_shape) binary -> (B, *data_shape) logits of p(x_d = 1 | x_<d), all d in one pass."""
-        raise NotImplementedError
+        """(B, *data_shape) binary -> (B, *data_shape) logits of p(x_d = 1 | x_<d), all d in one pass. The one
+        method each model (NADE, MADE, PixelCNN) defines; the likelihood and sampling here build on it."""
+        raise NotImplementedError(f"{type(self).__name__} must define conditional_logits")
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *data_shape) binary -> (B,) exact log p(x) in nats: the sum over d of log Bernoulli(x_d; p_d)."""

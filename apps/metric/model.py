@@ -155,12 +155,14 @@ class AngularMarginLoss(SoftmaxLoss):
         return F.normalize(embeddings, dim=1) @ F.normalize(self.weight, dim=1).T  # (B, C) cos(theta_j)
 
     def scale(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> the factor (B, C) or scalar that multiplies the cosines into logits."""
-        raise NotImplementedError
+        """(B, D) -> the factor (B, C) or scalar that multiplies the cosines into logits; each margin loss
+        (L-Softmax, SphereFace, CosFace, ArcFace) defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define scale")
 
     def target_logit(self, cosine: torch.Tensor) -> torch.Tensor:
-        """(B,) cos(theta_y) of the true class -> (B,) its value with the margin applied."""
-        raise NotImplementedError
+        """(B,) cos(theta_y) of the true class -> (B,) its value with the margin applied; each margin loss
+        defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define target_logit")
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.cosines(embeddings) * self.scale(embeddings)
